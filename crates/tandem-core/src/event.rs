@@ -7,7 +7,7 @@
 //! but not waited for: it rides along with the next batch, and if it is lost in a crash the
 //! state it described is recomputed by calling again (at-least-once calls).
 
-use crate::tx::{Timestamp, Transaction, TxKind, TxStatus};
+use crate::tx::{Op, Timestamp, Transaction, TxKind, TxStatus};
 
 /// A participant's answer to one call, as the engine classifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
