@@ -1,0 +1,163 @@
+//! # tandem-store: where transactions survive crashes
+//!
+//! The [`Store`] trait is the whole contract between the engine and a durable log:
+//! snapshots of transactions go in ([`Store::write`]), and come back by gid, in pages, or as
+//! the set of unfinished ones that recovery must resume. Every backend runs the same
+//! conformance suite ([`conformance`]).
+//!
+//! The promise, which the engine's correctness rests on:
+//! - **Durable before acknowledged.** `write(rec, sync = true)` resolves only after `rec` —
+//!   and every write queued before it — is on disk (fsync). `sync = false` resolves once the
+//!   write is queued; it becomes durable with the next synced batch (or the periodic flush).
+//! - **Durable before visible.** Reads return only what is durable.
+//! - **Newest wins.** A record with a lower `version` than the stored one for the same gid is
+//!   ignored, so replays after a crash are harmless.
+//! - **Bounded.** The write queue has a fixed capacity; a full queue makes `write` wait
+//!   (backpressure), and a closed store answers [`StoreError::Closed`].
+//!
+//! Backends: [`memory::MemoryStore`] (tests, `--durability off` comparisons) and
+//! [`redb_store::RedbStore`] (the embedded default: a group-committed write-ahead log in
+//! front of a redb table file).
+
+use async_trait::async_trait;
+use tandem_core::codec::{self, CodecError};
+use tandem_core::{Timestamp, Transaction, TxKind, TxStatus};
+
+pub mod conformance;
+pub mod memory;
+mod query;
+pub mod redb_store;
+
+pub use query::LIST_LIMIT_DEFAULT;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("redb: {0}")]
+    Redb(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("the store is closed")]
+    Closed,
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The store stopped accepting writes after a failure it cannot undo (an fsync error
+    /// leaves the page cache in an unknown state); reopen it to recover from the log.
+    #[error("the store stopped after a failure: {0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if tried again later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+    }
+}
+
+/// One snapshot ready for the log: the encoded transaction plus the fields the store
+/// indexes, so backends never need to decode on the write path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub gid: String,
+    pub version: u64,
+    pub kind: TxKind,
+    pub status: TxStatus,
+    pub parked: bool,
+    pub created_at: Timestamp,
+    /// `tandem_core::codec::encode(tx)`.
+    pub body: Vec<u8>,
+}
+
+impl Record {
+    pub fn from_tx(tx: &Transaction) -> Result<Record> {
+        Ok(Record {
+            gid: tx.gid.clone(),
+            version: tx.version,
+            kind: tx.kind,
+            status: tx.status,
+            parked: tx.parked.is_some(),
+            created_at: tx.created_at,
+            body: codec::encode(tx)?,
+        })
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+
+    pub fn decode(&self) -> Result<Transaction> {
+        Ok(codec::decode(&self.body)?)
+    }
+}
+
+/// Most transactions one [`Store::list`] call returns.
+pub const LIST_LIMIT_MAX: usize = 1000;
+
+/// Filters and paging for [`Store::list`]. Results are newest first (by `created_at`, then
+/// gid, both descending).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<TxStatus>,
+    pub kind: Option<TxKind>,
+    /// Only parked (`Some(true)`) or only not parked (`Some(false)`) transactions.
+    pub parked: Option<bool>,
+    /// Only gids starting with this.
+    pub gid_prefix: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<Timestamp>,
+    /// Created before.
+    pub created_to: Option<Timestamp>,
+    /// The `next` cursor of the previous page; opaque.
+    pub cursor: Option<String>,
+    /// 1..=[`LIST_LIMIT_MAX`]; 0 means 100.
+    pub limit: usize,
+}
+
+/// One page of [`Store::list`].
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Transaction>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Counters a store keeps about its own work (monotonic since open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Batches written to the log.
+    pub batches: u64,
+    /// Records written to the log.
+    pub records: u64,
+    /// fsync (fdatasync) calls made for the log.
+    pub syncs: u64,
+    /// Total time spent in those calls, in nanoseconds.
+    pub sync_nanos: u64,
+    /// Bytes appended to the log.
+    pub bytes: u64,
+}
+
+/// A durable home for transaction snapshots. See the crate doc for the promise.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Queues `rec`; with `sync`, resolves only once it (and everything queued before it) is
+    /// durable.
+    async fn write(&self, rec: Record, sync: bool) -> Result<()>;
+    /// The newest durable snapshot of `gid`.
+    async fn get(&self, gid: &str) -> Result<Option<Transaction>>;
+    /// A page of transactions matching `q`, newest first.
+    async fn list(&self, q: &ListQuery) -> Result<Page>;
+    /// Every durable transaction whose status is not final (what recovery resumes).
+    async fn unfinished(&self) -> Result<Vec<Transaction>>;
+    /// Makes every queued write durable.
+    async fn flush(&self) -> Result<()>;
+    /// Flushes and stops the writer; later calls answer [`StoreError::Closed`].
+    async fn close(&self) -> Result<()>;
+    fn stats(&self) -> StoreStats;
+}

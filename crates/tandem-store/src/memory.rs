@@ -1,0 +1,105 @@
+//! An in-memory [`Store`]: the reference model the conformance suite measures every durable
+//! backend against, and the `--durability off` backend for comparisons.
+//!
+//! It owns one map, gid → newest [`Record`], behind a mutex. A write is "durable" the moment
+//! it is in the map, so `sync` makes no difference and reads see every acknowledged write.
+//! Invariants: the map holds, per gid, the record with the highest `version` ever written
+//! (an older version written later is ignored); after [`Store::close`] every call answers
+//! [`StoreError::Closed`]. Nothing survives the process, by design.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tandem_core::Transaction;
+
+use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
+
+/// A [`Store`] that keeps everything in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: Mutex<HashMap<String, Record>>,
+    closed: AtomicBool,
+    records: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn map(&self) -> Result<MutexGuard<'_, HashMap<String, Record>>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        // A poisoned lock means a panic while holding it; the map is still consistent
+        // (every update is a single insert), so keep serving.
+        Ok(self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn write(&self, rec: Record, _sync: bool) -> Result<()> {
+        let mut map = self.map()?;
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(rec.body.len() as u64, Ordering::Relaxed);
+        match map.get(&rec.gid) {
+            Some(old) if old.version > rec.version => {}
+            _ => {
+                map.insert(rec.gid.clone(), rec);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, gid: &str) -> Result<Option<Transaction>> {
+        let rec = self.map()?.get(gid).cloned();
+        rec.map(|r| r.decode()).transpose()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page> {
+        let plan = crate::query::Plan::new(q)?;
+        let mut hits: Vec<Record> = self
+            .map()?
+            .values()
+            .filter(|r| plan.matches_record(r))
+            .cloned()
+            .collect();
+        hits.sort_by(|a, b| crate::query::newest_first(a, b));
+        plan.page(hits.into_iter())
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Transaction>> {
+        let recs: Vec<Record> = self
+            .map()?
+            .values()
+            .filter(|r| !r.is_final())
+            .cloned()
+            .collect();
+        recs.iter().map(Record::decode).collect()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.map().map(|_| ())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        let records = self.records.load(Ordering::Relaxed);
+        StoreStats {
+            batches: records,
+            records,
+            syncs: 0,
+            sync_nanos: 0,
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
