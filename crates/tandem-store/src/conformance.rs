@@ -540,7 +540,7 @@ async fn stats<B: Backend>(dir: &Path) {
     assert!(after.bytes > before.bytes, "bytes counted: {after:?}");
     assert!(after.batches > before.batches, "batches counted: {after:?}");
     if B::DURABLE {
-        assert!(after.syncs >= before.syncs + 1, "syncs counted: {after:?}");
+        assert!(after.syncs > before.syncs, "syncs counted: {after:?}");
     }
     ok(s.close().await, "close");
 }

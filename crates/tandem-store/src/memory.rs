@@ -69,7 +69,7 @@ impl Store for MemoryStore {
             .filter(|r| plan.matches_record(r))
             .cloned()
             .collect();
-        hits.sort_by(|a, b| crate::query::newest_first(a, b));
+        hits.sort_by(crate::query::newest_first);
         plan.page(hits.into_iter())
     }
 
