@@ -1,0 +1,37 @@
+//! # tandem-engine: the runtime that carries the protocols out
+//!
+//! `tandem-core` decides; this crate acts. For every active transaction a driver task feeds
+//! events (call answers, timer ticks, client and operator requests) to the protocol machine
+//! and executes the commands it returns: writes to the [`tandem_store::Store`], calls through
+//! the [`Transport`], wake-ups on its timer. The engine adds no protocol logic of its own.
+//!
+//! - [`Coordinator`]: open on a directory, recover, start transactions, look them up,
+//!   operator actions.
+//! - [`SagaStep`], [`Resource`]: what in-process participants implement.
+//! - [`Transport`], [`Clock`]: injected, so a simulation can replace both.
+//!
+//! Failpoints (cargo feature `failpoints`) sit at every durability boundary:
+//! `after-start`, `saga-between-steps`, `saga-mid-compensation`, `2pc-after-votes`,
+//! `2pc-before-decision`, `2pc-after-decision`, `2pc-between-phase2`, `before-end`,
+//! `after-end`, and in the store `store-before-sync`, `store-after-sync`.
+
+mod api;
+pub mod clock;
+pub mod config;
+mod coordinator;
+mod driver;
+mod error;
+pub mod participant;
+mod registry;
+pub mod transport;
+
+pub use api::{SagaBuilder, TwoPhaseBuilder};
+pub use clock::{Clock, SystemClock};
+pub use config::EngineConfig;
+pub use coordinator::{Coordinator, CoordinatorBuilder, EngineStats, Wait};
+pub use driver::Outcome;
+pub use error::{EngineError, Result};
+pub use participant::{BranchError, CallRequest, Resource, SagaStep, Vote};
+pub use transport::{CallResult, InProcess, Local, Transport};
+pub use tandem_core;
+pub use tandem_store;

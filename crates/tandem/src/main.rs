@@ -1,1 +1,40 @@
-fn main() {}
+//! `tandem`: the command line. Inspect a data directory (`tx list`, `tx show`) and measure
+//! the coordinator (`bench embedded`). Errors are reported with anyhow; the exit code is
+//! non-zero on any failure.
+
+mod bench;
+mod tx_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "Tandem: a distributed transaction coordinator (sagas, 2PC, TCC, messages)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Inspect transactions in a data directory (the coordinator using it must be stopped).
+    Tx {
+        #[command(subcommand)]
+        cmd: tx_cmd::TxCmd,
+    },
+    /// Measure throughput and latency.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cli.cmd {
+            Cmd::Tx { cmd } => tx_cmd::run(cmd).await,
+            Cmd::Bench { cmd } => bench::run(cmd).await,
+        }
+    })
+}

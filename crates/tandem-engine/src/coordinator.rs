@@ -1,0 +1,382 @@
+//! The coordinator: opens the log, resumes what a crash interrupted, starts transactions and
+//! answers questions about them.
+//!
+//! Recovery on open: every transaction the store lists as unfinished gets a driver fed
+//! [`Event::Resume`] — sagas continue or compensate, a 2PC with a durable commit decision
+//! commits, one without it rolls back (presumed abort), TCC and messages carry on.
+//!
+//! Starting a transaction claims its gid in the registry (one driver per gid), checks the
+//! log for an earlier transaction with that gid (same content: the old one is answered;
+//! different: refused), then spawns its driver and waits for the first record to be durable
+//! (and, if asked, for the outcome).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tandem_core::{validate_gid, Event, Timestamp, Transaction};
+use tandem_store::redb_store::{RedbConfig, RedbStore};
+use tandem_store::{ListQuery, Page, Store, StoreStats};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::EngineConfig;
+use crate::driver::{Control, Driver, Outcome, INBOX_MAX};
+use crate::error::{EngineError, Result};
+use crate::participant::{Resource, SagaStep};
+use crate::registry::{Claim, Registry};
+use crate::transport::{InProcess, Local, Transport};
+
+/// Counters the engine keeps (monotonic since open).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) started: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) parked: AtomicU64,
+    pub(crate) calls: AtomicU64,
+    pub(crate) call_retries: AtomicU64,
+    pub(crate) recovered: AtomicU64,
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub parked: u64,
+    pub calls: u64,
+    pub call_retries: u64,
+    pub recovered: u64,
+    pub active: usize,
+    pub store: StoreStats,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: EngineConfig,
+    pub(crate) registry: Registry,
+    pub(crate) call_permits: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) stats: Counters,
+}
+
+/// Builds a [`Coordinator`]: where the log lives, which participants exist, which clock
+/// and transport to use.
+pub struct CoordinatorBuilder {
+    config: EngineConfig,
+    local: InProcess,
+    transport: Option<Arc<dyn Transport>>,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn Store>>,
+    redb: RedbConfig,
+}
+
+impl Default for CoordinatorBuilder {
+    fn default() -> Self {
+        CoordinatorBuilder {
+            config: EngineConfig::default(),
+            local: InProcess::new(),
+            transport: None,
+            clock: Arc::new(SystemClock),
+            store: None,
+            redb: RedbConfig::default(),
+        }
+    }
+}
+
+impl CoordinatorBuilder {
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Settings of the embedded log (batch sizes, `fsync` on/off).
+    pub fn redb_config(mut self, cfg: RedbConfig) -> Self {
+        self.redb = cfg;
+        self
+    }
+    /// Registers an in-process saga step under `name` (the branch target).
+    pub fn step(mut self, name: impl Into<String>, step: Arc<dyn SagaStep>) -> Self {
+        self.local.insert(name, Local::Step(step));
+        self
+    }
+    /// Registers an in-process 2PC resource under `name` (the branch target).
+    pub fn resource(mut self, name: impl Into<String>, r: Arc<dyn Resource>) -> Self {
+        self.local.insert(name, Local::Resource(r));
+        self
+    }
+    /// Replaces the in-process transport (e.g. with HTTP, or a simulation's).
+    pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
+        self.transport = Some(t);
+        self
+    }
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = c;
+        self
+    }
+    /// Uses this store instead of opening the embedded one.
+    pub fn store(mut self, s: Arc<dyn Store>) -> Self {
+        self.store = Some(s);
+        self
+    }
+
+    /// Opens the embedded log in `dir` (created if missing) and recovers.
+    pub async fn open(mut self, dir: impl AsRef<Path>) -> Result<Coordinator> {
+        let dir = dir.as_ref().to_path_buf();
+        let cfg = self.redb.clone();
+        let store = tokio::task::spawn_blocking(move || RedbStore::open(&dir, cfg))
+            .await
+            .map_err(|e| EngineError::Store(tandem_store::StoreError::Io(std::io::Error::other(e))))??;
+        self.store = Some(Arc::new(store));
+        self.start().await
+    }
+
+    /// Starts on the store given with [`CoordinatorBuilder::store`] and recovers.
+    pub async fn start(self) -> Result<Coordinator> {
+        let store = self.store.ok_or_else(|| EngineError::Store(tandem_store::StoreError::Closed))?;
+        let local_transport = self.transport.is_none();
+        let transport = self.transport.unwrap_or_else(|| Arc::new(self.local.clone()));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store,
+            transport,
+            clock: self.clock,
+            registry: Registry::new(self.config.active_max),
+            call_permits: Arc::new(Semaphore::new(self.config.calls_in_flight_max)),
+            config: self.config,
+            shutdown,
+            stats: Counters::default(),
+        });
+        let c = Coordinator { shared, local: Arc::new(self.local), local_transport, shutdown_tx: Arc::new(shutdown_tx) };
+        c.recover().await?;
+        Ok(c)
+    }
+}
+
+/// A transaction coordinator. Cheap to clone; every clone drives the same transactions.
+#[derive(Clone)]
+pub struct Coordinator {
+    shared: Arc<Shared>,
+    local: Arc<InProcess>,
+    /// Branch targets are in-process participant names (no custom transport).
+    local_transport: bool,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+/// How long [`Coordinator::begin`] waits before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until the transaction is durably accepted.
+    Accepted,
+    /// Until it ends (or is parked).
+    Outcome,
+}
+
+impl Coordinator {
+    pub fn builder() -> CoordinatorBuilder {
+        CoordinatorBuilder::default()
+    }
+
+    /// Opens (or creates) the embedded log in `dir`, with in-process participants given by
+    /// the builder; see [`CoordinatorBuilder`].
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Coordinator> {
+        CoordinatorBuilder::default().open(dir).await
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    /// Whether `name` can be called: registered in-process, or any name with a custom transport.
+    pub(crate) fn knows(&self, name: &str) -> bool {
+        !self.local_transport || self.local.contains(name)
+    }
+
+    async fn recover(&self) -> Result<()> {
+        let unfinished = self.shared.store.unfinished().await?;
+        let n = unfinished.len();
+        for tx in unfinished {
+            let gid: Arc<str> = Arc::from(tx.gid.as_str());
+            let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+            if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
+                self.shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
+                let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
+                tokio::spawn(driver.run(Event::Resume, None, None));
+            }
+        }
+        if n > 0 {
+            tracing::info!(transactions = n, "recovery resumed unfinished transactions");
+        }
+        Ok(())
+    }
+
+    /// Starts `tx` (built by a builder or by the server from a request) and waits as `wait`
+    /// says. If a transaction with the same gid exists with the same content, it is not
+    /// started again: its current outcome is answered (idempotent submit).
+    pub async fn begin(&self, mut tx: Transaction, wait: Wait) -> Result<Outcome> {
+        validate_gid(&tx.gid)?;
+        if *self.shared.shutdown.borrow() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let gid: Arc<str> = Arc::from(tx.gid.as_str());
+        let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+        match self.shared.registry.claim(&gid, &inbox_tx, false) {
+            Claim::Claimed => {}
+            Claim::Active => {
+                return match self.shared.store.get(&gid).await? {
+                    Some(old) if same_request(&old, &tx) => self.await_existing(old, wait).await,
+                    _ => Err(EngineError::GidExists(tx.gid)),
+                };
+            }
+            Claim::Full { active, limit } => return Err(EngineError::Busy { active, limit }),
+        }
+        match self.shared.store.get(&gid).await {
+            Ok(None) => {}
+            Ok(Some(old)) => {
+                self.shared.registry.remove(&gid);
+                return if same_request(&old, &tx) {
+                    self.await_existing(old, wait).await
+                } else {
+                    Err(EngineError::GidExists(tx.gid))
+                };
+            }
+            Err(e) => {
+                self.shared.registry.remove(&gid);
+                return Err(e.into());
+            }
+        }
+        let now = self.shared.clock.now();
+        tx.created_at = now;
+        tx.updated_at = now;
+        self.shared.stats.started.fetch_add(1, Ordering::Relaxed);
+        let (started_tx, started) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let waiter = (wait == Wait::Outcome).then_some(done_tx);
+        let snapshot = tx.clone();
+        let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
+        tokio::spawn(driver.run(Event::Start, Some(started_tx), waiter));
+        started.await.map_err(|_| EngineError::ShuttingDown)??;
+        match wait {
+            Wait::Accepted => Ok(Outcome::of(&snapshot)),
+            Wait::Outcome => done.await.map_err(|_| EngineError::ShuttingDown),
+        }
+    }
+
+    async fn await_existing(&self, old: Transaction, wait: Wait) -> Result<Outcome> {
+        if wait == Wait::Accepted || old.is_final() {
+            return Ok(Outcome::of(&old));
+        }
+        self.wait(&old.gid).await
+    }
+
+    /// Waits until `gid` ends or is parked.
+    pub async fn wait(&self, gid: &str) -> Result<Outcome> {
+        if let Some(inbox) = self.shared.registry.get(gid) {
+            let (tx, rx) = oneshot::channel();
+            if inbox.send(Control::Wait(tx)).await.is_ok() {
+                if let Ok(outcome) = rx.await {
+                    return Ok(outcome);
+                }
+            }
+        }
+        // Not active (or it just ended): the log has the final word.
+        match self.shared.store.get(gid).await? {
+            Some(tx) => Ok(Outcome::of(&tx)),
+            None => Err(EngineError::NotFound(gid.to_string())),
+        }
+    }
+
+    /// Sends a client or operator event (TCC register/submit/abort, retry, stop) to `gid`.
+    /// Resolves once the event's effects are durable.
+    pub async fn send(&self, gid: &str, event: Event) -> Result<()> {
+        loop {
+            if let Some(inbox) = self.shared.registry.get(gid) {
+                let (reply, rx) = oneshot::channel();
+                if inbox.send(Control::Event { event: event.clone(), reply }).await.is_ok() {
+                    if let Ok(r) = rx.await {
+                        return r.map_err(EngineError::from);
+                    }
+                }
+                // The driver ended meanwhile; fall through to the log.
+            }
+            let Some(mut tx) = self.shared.store.get(gid).await? else {
+                return Err(EngineError::NotFound(gid.to_string()));
+            };
+            if tx.is_final() {
+                // Ended transactions never change; this only tells whether the event is an
+                // idempotent repeat or a refusal.
+                tx.apply(event, self.shared.clock.now())?;
+                return Ok(());
+            }
+            // Unfinished but not driven here (e.g. left by another process): take it over.
+            let gid_arc: Arc<str> = Arc::from(gid);
+            let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+            if let Claim::Claimed = self.shared.registry.claim(&gid_arc, &inbox_tx, true) {
+                let driver = Driver::new(tx, gid_arc, self.shared.clone(), inbox);
+                tokio::spawn(driver.run(Event::Resume, None, None));
+            }
+        }
+    }
+
+    /// Operator: retry a parked (or slow) transaction now; the reason is recorded.
+    pub async fn retry(&self, gid: &str, reason: impl Into<String>) -> Result<()> {
+        self.send(gid, Event::Retry { reason: reason.into() }).await
+    }
+
+    /// Operator: stop a transaction; it ends failed where its protocol allows.
+    pub async fn stop(&self, gid: &str, reason: impl Into<String>) -> Result<()> {
+        self.send(gid, Event::Stop { reason: reason.into() }).await
+    }
+
+    /// The newest durable state of `gid`.
+    pub async fn get(&self, gid: &str) -> Result<Option<Transaction>> {
+        Ok(self.shared.store.get(gid).await?)
+    }
+
+    pub async fn list(&self, q: &ListQuery) -> Result<Page> {
+        Ok(self.shared.store.list(q).await?)
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.shared.stats;
+        EngineStats {
+            started: c.started.load(Ordering::Relaxed),
+            succeeded: c.succeeded.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            parked: c.parked.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
+            call_retries: c.call_retries.load(Ordering::Relaxed),
+            recovered: c.recovered.load(Ordering::Relaxed),
+            active: self.shared.registry.len(),
+            store: self.shared.store.stats(),
+        }
+    }
+
+    /// Stops every driver (in-flight calls are abandoned: their transactions resume from the
+    /// log on the next start), then flushes and closes the store.
+    pub async fn close(&self) -> Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        for _ in 0..200 {
+            if self.shared.registry.len() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(self.shared.registry.senders());
+        self.shared.store.close().await?;
+        Ok(())
+    }
+}
+
+/// Whether a resubmission with the same gid asks for the same transaction.
+fn same_request(old: &Transaction, new: &Transaction) -> bool {
+    old.kind == new.kind
+        && old.options == new.options
+        && old.branches.len() >= new.branches.len()
+        && old.branches.iter().zip(&new.branches).all(|(a, b)| {
+            a.branch_id == b.branch_id && a.op == b.op && a.target == b.target && a.payload == b.payload
+        })
+}

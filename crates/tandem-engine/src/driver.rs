@@ -1,0 +1,269 @@
+//! One task per active transaction: it owns the [`Transaction`], feeds it events and
+//! executes the commands its protocol machine returns.
+//!
+//! ```text
+//!  inbox (client / operator) ─┐
+//!  call answers ──────────────┼─► tx.apply(event, now) ─► commands ─► store / transport / timer
+//!  wake-up timer ─────────────┘
+//! ```
+//!
+//! Commands run in order; a `Persist { sync: true }` is awaited before anything after it
+//! (so no call goes out before the record that must precede it is on disk). Because one
+//! task owns the transaction, events are applied one at a time without locks.
+//!
+//! If the store fails, the driver stops without touching the transaction further: what is
+//! durable is the truth, and recovery resumes from it on the next start (fail-stop).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tandem_core::{ApplyError, CallOutcome, Command, Event, Op, Transaction, TxKind, TxStatus};
+use tandem_store::Record;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::coordinator::Shared;
+use crate::error::EngineError;
+use crate::transport::{CallRequest, CallResult};
+
+/// What a finished (or parked) transaction tells whoever waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub gid: String,
+    pub status: TxStatus,
+    /// Set when the transaction stopped making progress and waits for an operator.
+    pub parked: Option<String>,
+    pub fail_reason: Option<String>,
+}
+
+impl Outcome {
+    pub(crate) fn of(tx: &Transaction) -> Outcome {
+        Outcome { gid: tx.gid.clone(), status: tx.status, parked: tx.parked.clone(), fail_reason: tx.fail_reason.clone() }
+    }
+    pub fn succeeded(&self) -> bool {
+        self.status == TxStatus::Succeeded
+    }
+}
+
+/// A request to an active transaction's driver.
+pub(crate) enum Control {
+    /// Apply `event`; reply once its commands ran (its sync persist is durable).
+    Event { event: Event, reply: oneshot::Sender<Result<(), ApplyError>> },
+    /// Reply when the transaction ends or is parked (at once if it already is parked).
+    Wait(oneshot::Sender<Outcome>),
+}
+
+/// Capacity of a driver's inbox.
+pub(crate) const INBOX_MAX: usize = 64;
+
+type CallFuture = Pin<Box<dyn Future<Output = (usize, CallResult, tandem_core::Timestamp, u64)> + Send>>;
+
+pub(crate) struct Driver {
+    tx: Transaction,
+    gid: Arc<str>,
+    shared: Arc<Shared>,
+    inbox: mpsc::Receiver<Control>,
+    calls: FuturesUnordered<CallFuture>,
+    wake: Option<tandem_core::Timestamp>,
+    waiters: Vec<oneshot::Sender<Outcome>>,
+    headers: Arc<Vec<(String, String)>>,
+    /// 2PC: the commit decision is known to be durable.
+    decided: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(tx: Transaction, gid: Arc<str>, shared: Arc<Shared>, inbox: mpsc::Receiver<Control>) -> Self {
+        let headers = Arc::new(tx.options.branch_headers.clone());
+        let decided = tx.kind == TxKind::TwoPc && tx.status != TxStatus::Prepared;
+        Driver {
+            tx,
+            gid,
+            shared,
+            inbox,
+            calls: FuturesUnordered::new(),
+            wake: None,
+            waiters: Vec::new(),
+            headers,
+            decided,
+        }
+    }
+
+    /// Runs the transaction from `first` (Start or Resume) until it ends, then deregisters.
+    /// `started` hears whether `first` was accepted and made durable.
+    pub(crate) async fn run(mut self, first: Event, started: Option<oneshot::Sender<Result<(), EngineError>>>, waiter: Option<oneshot::Sender<Outcome>>) {
+        self.waiters.extend(waiter);
+        let first_result = self.step(first).await;
+        let ok = first_result.is_ok();
+        if let Some(s) = started {
+            let _ = s.send(first_result);
+        }
+        if ok {
+            self.event_loop().await;
+        }
+        self.shared.registry.remove(&self.gid);
+    }
+
+    async fn event_loop(&mut self) {
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if self.tx.is_final() || *shutdown.borrow() {
+                return;
+            }
+            let sleep = self.wake.map(|at| {
+                let now = self.shared.clock.now();
+                tokio::time::sleep(Duration::from_millis(at.0.saturating_sub(now.0)))
+            });
+            let has_sleep = sleep.is_some();
+            let sleep = async move {
+                match sleep {
+                    Some(s) => s.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result = tokio::select! {
+                Some((branch, res, at, latency_us)) = self.calls.next(), if !self.calls.is_empty() => {
+                    self.answer(branch, res, at, latency_us).await
+                }
+                ctl = self.inbox.recv() => match ctl {
+                    Some(Control::Event { event, reply }) => {
+                        match self.step(event).await {
+                            Ok(()) => { let _ = reply.send(Ok(())); Ok(()) }
+                            Err(EngineError::Refused(e)) => { let _ = reply.send(Err(e)); Ok(()) }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Some(Control::Wait(w)) => {
+                        if self.tx.parked.is_some() {
+                            let _ = w.send(Outcome::of(&self.tx));
+                        } else {
+                            self.waiters.push(w);
+                        }
+                        Ok(())
+                    }
+                    None => Ok(()),
+                },
+                _ = sleep, if has_sleep => {
+                    self.wake = None;
+                    self.step(Event::Tick).await
+                }
+                _ = shutdown.changed() => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::error!(gid = %self.gid, error = %e, "driver stopped; the transaction resumes from the log on restart");
+                return;
+            }
+        }
+    }
+
+    async fn answer(&mut self, branch: usize, res: CallResult, at: tandem_core::Timestamp, latency_us: u64) -> Result<(), EngineError> {
+        let op = self.tx.branches[branch].op;
+        let stats = &self.shared.stats;
+        stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if matches!(res.outcome, CallOutcome::Error(_) | CallOutcome::Ongoing) {
+            stats.call_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let CallOutcome::Error(e) = &res.outcome {
+            tracing::debug!(gid = %self.gid, branch, op = op.as_str(), error = %e, "branch call failed; will retry");
+        }
+        let event = Event::Answer { branch, outcome: res.outcome, at, latency_us, code: res.code };
+        let last_vote = op == Op::Prepare
+            && self.tx.branches.iter().enumerate().all(|(i, b)| i == branch || b.op != Op::Prepare || !b.in_flight);
+        if last_vote {
+            // Every vote is in; nothing about them is logged yet.
+            fail::fail_point!("2pc-after-votes");
+        }
+        self.step(event).await?;
+        match op {
+            Op::Commit | Op::Rollback => fail::fail_point!("2pc-between-phase2"),
+            Op::Action => fail::fail_point!("saga-between-steps"),
+            Op::Compensate => fail::fail_point!("saga-mid-compensation"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Applies one event and executes the resulting commands.
+    async fn step(&mut self, event: Event) -> Result<(), EngineError> {
+        let now = self.shared.clock.now();
+        let cmds = self.tx.apply(event, now)?;
+        self.execute(cmds).await
+    }
+
+    async fn execute(&mut self, cmds: Vec<Command>) -> Result<(), EngineError> {
+        for cmd in cmds {
+            match cmd {
+                Command::Persist { sync } => self.persist(sync).await?,
+                Command::Call { branch } => self.call(branch),
+                Command::Wake { at } => self.wake = Some(at),
+                Command::Park { reason } => {
+                    self.shared.stats.parked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(gid = %self.gid, %reason, "transaction parked; an operator must retry or stop it");
+                    let outcome = Outcome::of(&self.tx);
+                    for w in self.waiters.drain(..) {
+                        let _ = w.send(outcome.clone());
+                    }
+                }
+                Command::Done { status } => {
+                    let counter = if status == TxStatus::Succeeded { &self.shared.stats.succeeded } else { &self.shared.stats.failed };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let outcome = Outcome::of(&self.tx);
+                    for w in self.waiters.drain(..) {
+                        let _ = w.send(outcome.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn persist(&mut self, sync: bool) -> Result<(), EngineError> {
+        let deciding = self.tx.kind == TxKind::TwoPc && self.tx.status == TxStatus::Submitted && !self.decided;
+        if deciding {
+            fail::fail_point!("2pc-before-decision");
+        }
+        if self.tx.is_final() {
+            fail::fail_point!("before-end");
+        }
+        let rec = Record::from_tx(&self.tx)?;
+        self.shared.store.write(rec, sync).await?;
+        if deciding {
+            self.decided = true;
+            fail::fail_point!("2pc-after-decision");
+        }
+        if self.tx.is_final() {
+            fail::fail_point!("after-end");
+        } else if self.tx.version == 1 {
+            fail::fail_point!("after-start");
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, branch: usize) {
+        let b = &self.tx.branches[branch];
+        let req = CallRequest {
+            gid: self.gid.clone(),
+            kind: self.tx.kind,
+            branch_id: b.branch_id.clone(),
+            op: b.op,
+            target: b.target.clone(),
+            payload: b.payload.clone(),
+            headers: self.headers.clone(),
+        };
+        let timeout = self.tx.options.request_timeout_ms.map(Duration::from_millis).unwrap_or(self.shared.config.request_timeout);
+        let shared = self.shared.clone();
+        self.calls.push(Box::pin(async move {
+            // Bounded fan-out across every transaction; a closed semaphore means shutdown,
+            // and the call then goes ahead so the answer is not lost.
+            let _permit = shared.call_permits.clone().acquire_owned().await;
+            let at = shared.clock.now();
+            let t0 = Instant::now();
+            let res = match tokio::time::timeout(timeout, shared.transport.call(req)).await {
+                Ok(r) => r,
+                Err(_) => CallOutcome::Error(format!("no answer within {} ms", timeout.as_millis())).into(),
+            };
+            (branch, res, at, t0.elapsed().as_micros() as u64)
+        }));
+    }
+}
