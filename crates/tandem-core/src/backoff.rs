@@ -8,7 +8,10 @@
 /// `cap`, then uniformly jittered into `[d/2, d]` by `seed`.
 pub fn delay_ms(base_ms: u64, cap_ms: u64, streak: u32, seed: u64) -> u64 {
     let shift = streak.saturating_sub(1).min(32);
-    let full = base_ms.saturating_mul(1u64 << shift).min(cap_ms.max(base_ms)).max(1);
+    let full = base_ms
+        .saturating_mul(1u64 << shift)
+        .min(cap_ms.max(base_ms))
+        .max(1);
     let half = full / 2;
     half + mix(seed) % (full - half + 1)
 }
@@ -16,7 +19,11 @@ pub fn delay_ms(base_ms: u64, cap_ms: u64, streak: u32, seed: u64) -> u64 {
 /// A jitter seed for one attempt of one branch of one transaction (FNV-1a, then mixed).
 pub fn seed(gid: &str, branch: usize, attempt: u32) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in gid.bytes().chain((branch as u64).to_le_bytes()).chain(attempt.to_le_bytes()) {
+    for b in gid
+        .bytes()
+        .chain((branch as u64).to_le_bytes())
+        .chain(attempt.to_le_bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -40,11 +47,19 @@ mod tests {
             for s in 0..50 {
                 let d = delay_ms(1_000, 60_000, streak, seed("g", 0, s));
                 let full = (1_000u64 << (streak - 1).min(32)).min(60_000);
-                assert!(d >= full / 2 && d <= full, "streak {streak}: {d} outside [{}, {full}]", full / 2);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "streak {streak}: {d} outside [{}, {full}]",
+                    full / 2
+                );
             }
         }
-        let spread: std::collections::HashSet<u64> =
-            (0..20).map(|a| delay_ms(1_000, 60_000, 3, seed("g", 1, a))).collect();
-        assert!(spread.len() > 10, "jitter should spread retries: {spread:?}");
+        let spread: std::collections::HashSet<u64> = (0..20)
+            .map(|a| delay_ms(1_000, 60_000, 3, seed("g", 1, a)))
+            .collect();
+        assert!(
+            spread.len() > 10,
+            "jitter should spread retries: {spread:?}"
+        );
     }
 }

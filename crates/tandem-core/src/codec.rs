@@ -56,13 +56,17 @@ mod tests {
     #[test]
     fn round_trip_and_version_check() {
         let mut tx = Transaction::new("g1", TxKind::Saga, Options::default(), Timestamp(5));
-        tx.branches.push(Branch::new("01", Op::Action, "bank-a", b"{}".to_vec()));
+        tx.branches
+            .push(Branch::new("01", Op::Action, "bank-a", b"{}".to_vec()));
         let bytes = encode(&tx).expect("encode");
         assert_eq!(bytes[0], FORMAT_VERSION);
         assert_eq!(decode(&bytes).expect("decode"), tx);
         let mut future = bytes.clone();
         future[0] = 99;
-        assert!(matches!(decode(&future), Err(CodecError::UnknownVersion(99))));
+        assert!(matches!(
+            decode(&future),
+            Err(CodecError::UnknownVersion(99))
+        ));
         assert!(matches!(decode(&[]), Err(CodecError::Empty)));
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
     }

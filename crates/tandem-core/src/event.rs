@@ -34,12 +34,22 @@ pub enum Event {
     /// whose answer was not logged.
     Resume,
     /// A call ended.
-    Answer { branch: usize, outcome: CallOutcome, at: Timestamp, latency_us: u64, code: Option<u16> },
+    Answer {
+        branch: usize,
+        outcome: CallOutcome,
+        at: Timestamp,
+        latency_us: u64,
+        code: Option<u16>,
+    },
     /// A time the transaction asked for ([`Command::Wake`]) has come.
     Tick,
     /// TCC / XA: the application registered a branch (its try or local prepare is its own
     /// business). `ops` are the ops the coordinator will call later, e.g. confirm + cancel.
-    Register { branch_id: String, ops: Vec<(Op, String)>, payload: Vec<u8> },
+    Register {
+        branch_id: String,
+        ops: Vec<(Op, String)>,
+        payload: Vec<u8>,
+    },
     /// TCC / msg / XA: the application asks to commit.
     Submit,
     /// TCC / XA: the application asks to roll back.
@@ -71,9 +81,16 @@ pub enum Command {
 #[non_exhaustive]
 pub enum ApplyError {
     #[error("transaction {gid} is {status}; {what} is not allowed now")]
-    WrongStatus { gid: String, status: &'static str, what: &'static str },
+    WrongStatus {
+        gid: String,
+        status: &'static str,
+        what: &'static str,
+    },
     #[error("{kind} transactions do not accept {what}")]
-    WrongKind { kind: &'static str, what: &'static str },
+    WrongKind {
+        kind: &'static str,
+        what: &'static str,
+    },
     #[error("branch {branch_id}/{op} is already registered with different content")]
     BranchConflict { branch_id: String, op: &'static str },
     #[error("too many branches: the limit is {max}")]
@@ -84,7 +101,11 @@ pub enum ApplyError {
 
 impl ApplyError {
     pub(crate) fn wrong_status(tx: &Transaction, what: &'static str) -> ApplyError {
-        ApplyError::WrongStatus { gid: tx.gid.clone(), status: tx.status.as_str(), what }
+        ApplyError::WrongStatus {
+            gid: tx.gid.clone(),
+            status: tx.status.as_str(),
+            what,
+        }
     }
 }
 

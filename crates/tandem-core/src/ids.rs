@@ -45,7 +45,10 @@ mod tests {
     fn gids() {
         assert_eq!(validate_gid("abc-1_2.3:4@x"), Ok(()));
         assert_eq!(validate_gid(""), Err(GidError::Empty));
-        assert_eq!(validate_gid(&"a".repeat(129)), Err(GidError::TooLong { len: 129 }));
+        assert_eq!(
+            validate_gid(&"a".repeat(129)),
+            Err(GidError::TooLong { len: 129 })
+        );
         assert_eq!(validate_gid("a b"), Err(GidError::BadChar { ch: ' ' }));
         assert_eq!(validate_gid("a/b"), Err(GidError::BadChar { ch: '/' }));
     }

@@ -20,12 +20,19 @@ use crate::event::{ApplyError, Command, Event};
 use crate::sched::{self, Class, Out};
 use crate::tx::{Branch, BranchStatus, Op, Timestamp, Transaction, TxStatus};
 
-pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &mut Vec<Command>) -> Result<(), ApplyError> {
+pub(crate) fn apply(
+    tx: &mut Transaction,
+    event: Event,
+    now: Timestamp,
+    cmds: &mut Vec<Command>,
+) -> Result<(), ApplyError> {
     let mut out = Out::default();
     match event {
         Event::Start => {
             if tx.branches.is_empty() || tx.branches.iter().any(|b| b.op != Op::Msg) {
-                return Err(ApplyError::Invalid("a message needs one or more msg branches".into()));
+                return Err(ApplyError::Invalid(
+                    "a message needs one or more msg branches".into(),
+                ));
             }
             if let Some(target) = tx.query_prepared.clone() {
                 let mut check = Branch::new("00", Op::QueryPrepared, target, Vec::new());
@@ -43,7 +50,13 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
             TxStatus::Submitted => {}
             _ => return Err(ApplyError::wrong_status(tx, "submit")),
         },
-        Event::Answer { branch, outcome, at, latency_us, code } => {
+        Event::Answer {
+            branch,
+            outcome,
+            at,
+            latency_us,
+            code,
+        } => {
             let class = sched::answer(tx, branch, outcome, at, latency_us, code, now, &mut out);
             let op = tx.branches[branch].op;
             let id = tx.branches[branch].branch_id.clone();
@@ -59,16 +72,24 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
                 }
                 (Op::QueryPrepared, Class::Failure(r)) => {
                     tx.branches[branch].status = BranchStatus::Failed;
-                    tx.fail_reason.get_or_insert(format!("the sender rolled back: {r}"));
+                    tx.fail_reason
+                        .get_or_insert(format!("the sender rolled back: {r}"));
                     for b in tx.branches.iter_mut().filter(|b| b.op == Op::Msg) {
                         b.status = BranchStatus::Skipped;
                     }
                     sched::end(tx, now, TxStatus::Failed, true, &mut out);
                 }
-                (_, Class::Success | Class::ReadOnly) => tx.branches[branch].status = BranchStatus::Succeeded,
+                (_, Class::Success | Class::ReadOnly) => {
+                    tx.branches[branch].status = BranchStatus::Succeeded
+                }
                 (_, Class::Failure(r)) => {
                     tx.branches[branch].next_at = None;
-                    sched::park(tx, now, format!("delivery {id} answered FAILURE: {r}"), &mut out);
+                    sched::park(
+                        tx,
+                        now,
+                        format!("delivery {id} answered FAILURE: {r}"),
+                        &mut out,
+                    );
                 }
                 (_, Class::Exhausted(r)) => sched::park(tx, now, r, &mut out),
                 (_, Class::Again) => {}
@@ -78,14 +99,21 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Stop { reason } => {
             if tx.status != TxStatus::Prepared {
-                return Err(ApplyError::wrong_status(tx, "stop (after submit; retry instead)"));
+                return Err(ApplyError::wrong_status(
+                    tx,
+                    "stop (after submit; retry instead)",
+                ));
             }
             tx.note(now, "stop", reason.clone());
-            tx.fail_reason.get_or_insert(format!("stopped by operator: {reason}"));
+            tx.fail_reason
+                .get_or_insert(format!("stopped by operator: {reason}"));
             sched::end(tx, now, TxStatus::Failed, true, &mut out);
         }
         Event::Register { .. } | Event::Abort => {
-            return Err(ApplyError::WrongKind { kind: "msg", what: crate::event::event_name(&event) })
+            return Err(ApplyError::WrongKind {
+                kind: "msg",
+                what: crate::event::event_name(&event),
+            })
         }
     }
     if !tx.is_final() {
@@ -98,7 +126,11 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
 fn submit(tx: &mut Transaction, now: Timestamp, why: &str) {
     tx.status = TxStatus::Submitted;
     tx.note(now, "submitted", why);
-    for b in tx.branches.iter_mut().filter(|b| b.op == Op::QueryPrepared && !b.in_flight) {
+    for b in tx
+        .branches
+        .iter_mut()
+        .filter(|b| b.op == Op::QueryPrepared && !b.in_flight)
+    {
         if !b.status.is_done() {
             b.status = BranchStatus::Skipped;
         }

@@ -20,10 +20,11 @@
 //! cannot be completed automatically: the saga is parked for an operator (DTM would retry
 //! it forever).
 //!
-//! Durability: the saga is persisted (sync) before its first action is called, and its end
-//! (sync) before anyone is told. Step results are persisted without waiting: if one is lost
-//! in a crash, the step is simply called again (at-least-once, made harmless by the
-//! participant's barrier or idempotency key).
+//! Durability: the saga is persisted (sync) before the first call of each action (so a crash
+//! never forgets a step that may have run), before the first compensation (the abort), and
+//! at its end before anyone is told. Step results and retries are persisted without waiting:
+//! if one is lost in a crash, the step is simply called again (at-least-once, made harmless
+//! by the participant's barrier or idempotency key).
 
 use crate::event::{ApplyError, Command, Event};
 use crate::sched::{self, Class, Out};
@@ -32,7 +33,12 @@ use crate::tx::{BranchStatus, Op, Timestamp, Transaction, TxStatus};
 /// Most steps one saga may have.
 pub const STEPS_MAX: usize = crate::event::BRANCHES_MAX / 2;
 
-pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &mut Vec<Command>) -> Result<(), ApplyError> {
+pub(crate) fn apply(
+    tx: &mut Transaction,
+    event: Event,
+    now: Timestamp,
+    cmds: &mut Vec<Command>,
+) -> Result<(), ApplyError> {
     let mut out = Out::default();
     match event {
         Event::Start => {
@@ -40,16 +46,25 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
             out.persist(true);
         }
         Event::Resume => sched::resume(tx),
-        Event::Answer { branch, outcome, at, latency_us, code } => {
+        Event::Answer {
+            branch,
+            outcome,
+            at,
+            latency_us,
+            code,
+        } => {
             let class = sched::answer(tx, branch, outcome, at, latency_us, code, now, &mut out);
             let op = tx.branches[branch].op;
             match (class, op) {
-                (Class::Success | Class::ReadOnly, _) => tx.branches[branch].status = BranchStatus::Succeeded,
+                (Class::Success | Class::ReadOnly, _) => {
+                    tx.branches[branch].status = BranchStatus::Succeeded
+                }
                 (Class::Failure(reason), Op::Action) => {
                     tx.branches[branch].status = BranchStatus::Failed;
                     if tx.status == TxStatus::Submitted {
-                        let why = format!("step {} failed: {reason}", tx.branches[branch].branch_id);
-                        start_abort(tx, now, why);
+                        let why =
+                            format!("step {} failed: {reason}", tx.branches[branch].branch_id);
+                        start_abort(tx, now, why, &mut out);
                     }
                 }
                 (Class::Failure(reason), _) => {
@@ -61,6 +76,9 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
                     );
                     sched::park(tx, now, why, &mut out);
                 }
+                // An action is not retried once aborting (its compensation follows instead),
+                // so its retry streak no longer matters.
+                (Class::Exhausted(_), Op::Action) if tx.status == TxStatus::Aborting => {}
                 (Class::Exhausted(reason), _) => sched::park(tx, now, reason, &mut out),
                 (Class::Again, _) => {}
             }
@@ -71,24 +89,31 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
         }
         Event::Tick => {
             if tx.status == TxStatus::Submitted && sched::deadline(tx).is_some_and(|d| d <= now) {
-                start_abort(tx, now, "timeout_to_fail passed".into());
-                out.persist(false);
+                start_abort(tx, now, "timeout_to_fail passed".into(), &mut out);
             }
         }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Stop { reason } => {
             tx.note(now, "stop", reason.clone());
-            tx.fail_reason.get_or_insert(format!("stopped by operator: {reason}"));
+            tx.fail_reason
+                .get_or_insert(format!("stopped by operator: {reason}"));
             sched::end(tx, now, TxStatus::Failed, true, &mut out);
             out.finish(tx, now, None, cmds);
             return Ok(());
         }
         Event::Register { .. } | Event::Submit | Event::Abort => {
-            return Err(ApplyError::WrongKind { kind: "saga", what: crate::event::event_name(&event) })
+            return Err(ApplyError::WrongKind {
+                kind: "saga",
+                what: crate::event::event_name(&event),
+            })
         }
     }
     drive(tx, now, &mut out);
-    let deadline = if tx.status == TxStatus::Submitted { sched::deadline(tx) } else { None };
+    let deadline = if tx.status == TxStatus::Submitted {
+        sched::deadline(tx)
+    } else {
+        None
+    };
     out.finish(tx, now, deadline, cmds);
     Ok(())
 }
@@ -101,21 +126,33 @@ fn validate(tx: &Transaction) -> Result<(), ApplyError> {
         )));
     }
     for (k, pair) in tx.branches.chunks(2).enumerate() {
-        if pair[0].op != Op::Action || pair[1].op != Op::Compensate || pair[0].branch_id != pair[1].branch_id {
-            return Err(ApplyError::Invalid(format!("step {k}: expected an action and its compensation")));
+        if pair[0].op != Op::Action
+            || pair[1].op != Op::Compensate
+            || pair[0].branch_id != pair[1].branch_id
+        {
+            return Err(ApplyError::Invalid(format!(
+                "step {k}: expected an action and its compensation"
+            )));
         }
     }
     let steps = n / 2;
     let orders = &tx.options.orders;
     if !orders.is_empty() {
         if !tx.options.concurrent {
-            return Err(ApplyError::Invalid("orders given but the saga is not concurrent".into()));
+            return Err(ApplyError::Invalid(
+                "orders given but the saga is not concurrent".into(),
+            ));
         }
         if orders.len() > steps {
-            return Err(ApplyError::Invalid(format!("orders names {} steps; the saga has {steps}", orders.len())));
+            return Err(ApplyError::Invalid(format!(
+                "orders names {} steps; the saga has {steps}",
+                orders.len()
+            )));
         }
         if let Some(bad) = orders.iter().flatten().find(|&&d| usize::from(d) >= steps) {
-            return Err(ApplyError::Invalid(format!("orders refers to step {bad}; the saga has {steps}")));
+            return Err(ApplyError::Invalid(format!(
+                "orders refers to step {bad}; the saga has {steps}"
+            )));
         }
         // Kahn's algorithm: every step must be reachable in some topological order.
         let mut indegree: Vec<usize> = (0..steps).map(|k| deps(tx, k).len()).collect();
@@ -123,10 +160,10 @@ fn validate(tx: &Transaction) -> Result<(), ApplyError> {
         let mut seen = 0;
         while let Some(k) = ready.pop() {
             seen += 1;
-            for j in 0..steps {
+            for (j, degree) in indegree.iter_mut().enumerate() {
                 if deps(tx, j).contains(&(k as u16)) {
-                    indegree[j] -= 1;
-                    if indegree[j] == 0 {
+                    *degree -= 1;
+                    if *degree == 0 {
                         ready.push(j);
                     }
                 }
@@ -142,7 +179,11 @@ fn validate(tx: &Transaction) -> Result<(), ApplyError> {
 /// The steps that must succeed before step `k` starts.
 fn deps(tx: &Transaction, k: usize) -> Vec<u16> {
     if !tx.options.concurrent {
-        return if k == 0 { Vec::new() } else { vec![(k - 1) as u16] };
+        return if k == 0 {
+            Vec::new()
+        } else {
+            vec![(k - 1) as u16]
+        };
     }
     let mut d = tx.options.orders.get(k).cloned().unwrap_or_default();
     d.sort_unstable();
@@ -150,7 +191,12 @@ fn deps(tx: &Transaction, k: usize) -> Vec<u16> {
     d
 }
 
-fn start_abort(tx: &mut Transaction, now: Timestamp, why: String) {
+/// Moves to `aborting`. The abort is persisted (sync) before the first compensation: were it
+/// lost, a restart would call an unanswered action again after its compensation, the
+/// participant's barrier would answer that call with success, and the saga would go on forward
+/// over a compensated step.
+fn start_abort(tx: &mut Transaction, now: Timestamp, why: String, out: &mut Out) {
+    out.persist(true);
     tx.status = TxStatus::Aborting;
     tx.note(now, "aborting", why.clone());
     tx.fail_reason.get_or_insert(why);
@@ -187,6 +233,11 @@ fn drive(tx: &mut Transaction, now: Timestamp, out: &mut Out) {
                     .iter()
                     .all(|&d| tx.branches[2 * usize::from(d)].status == BranchStatus::Succeeded);
                 if ready && sched::due(tx, 2 * k, now) {
+                    if tx.branches[2 * k].status == BranchStatus::Pending {
+                        // The step may run from now on: that must survive a crash, or an
+                        // abort would skip (never compensate) a step that ran.
+                        out.persist(true);
+                    }
                     sched::issue(tx, 2 * k, out);
                     in_flight += 1;
                 }

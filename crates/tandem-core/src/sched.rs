@@ -26,7 +26,13 @@ impl Out {
 
     /// Orders the commands (persist first), bumps the version and schedules the next tick.
     /// `deadline` is the protocol's current timeout, if one applies in this status.
-    pub(crate) fn finish(mut self, tx: &mut Transaction, now: Timestamp, deadline: Option<Timestamp>, out: &mut Vec<Command>) {
+    pub(crate) fn finish(
+        mut self,
+        tx: &mut Transaction,
+        now: Timestamp,
+        deadline: Option<Timestamp>,
+        out: &mut Vec<Command>,
+    ) {
         let wake = if tx.is_final() {
             None
         } else if tx.parked.is_some() {
@@ -89,6 +95,7 @@ pub(crate) enum Class {
 /// Records the attempt on branch `i` and classifies the answer. `Ongoing` waits the fixed
 /// interval; `Error` backs off exponentially; either is `Exhausted` once the branch's streak
 /// of such answers reaches the retry limit.
+#[allow(clippy::too_many_arguments)] // the fields of `Event::Answer`, plus where they go
 pub(crate) fn answer(
     tx: &mut Transaction,
     i: usize,
@@ -100,7 +107,11 @@ pub(crate) fn answer(
     out: &mut Out,
 ) -> Class {
     let opts = &tx.options;
-    let (limit, base, cap) = (opts.retry_limit.max(1), opts.retry_interval_ms, opts.retry_max_ms);
+    let (limit, base, cap) = (
+        opts.retry_limit.max(1),
+        opts.retry_interval_ms,
+        opts.retry_max_ms,
+    );
     let gid = tx.gid.clone();
     let b = &mut tx.branches[i];
     b.in_flight = false;
@@ -111,7 +122,13 @@ pub(crate) fn answer(
         CallOutcome::Ongoing => (AttemptOutcome::Ongoing, None),
         CallOutcome::Error(e) => (AttemptOutcome::Error, Some(e.clone())),
     };
-    b.record_attempt(Attempt { at, latency_us, outcome: kind, code, error: error.clone() });
+    b.record_attempt(Attempt {
+        at,
+        latency_us,
+        outcome: kind,
+        code,
+        error: error.clone(),
+    });
     out.persist(false);
     match outcome {
         CallOutcome::Success => {
@@ -132,7 +149,11 @@ pub(crate) fn answer(
             };
             b.next_at = Some(now.plus_ms(delay));
             if b.streak >= limit {
-                let what = if matches!(outcome, CallOutcome::Ongoing) { "ongoing" } else { "failing" };
+                let what = if matches!(outcome, CallOutcome::Ongoing) {
+                    "ongoing"
+                } else {
+                    "failing"
+                };
                 return Class::Exhausted(format!(
                     "branch {}/{} still {what} after {} attempts: {}",
                     b.branch_id,
@@ -181,7 +202,13 @@ pub(crate) fn resume(tx: &mut Transaction) {
 
 /// Ends the transaction. `sync` when the end itself is what the caller will be told and no
 /// earlier durable record implies it.
-pub(crate) fn end(tx: &mut Transaction, now: Timestamp, status: crate::TxStatus, sync: bool, out: &mut Out) {
+pub(crate) fn end(
+    tx: &mut Transaction,
+    now: Timestamp,
+    status: crate::TxStatus,
+    sync: bool,
+    out: &mut Out,
+) {
     tx.status = status;
     tx.finished_at = Some(now);
     tx.parked = None;
@@ -195,5 +222,7 @@ pub(crate) fn end(tx: &mut Transaction, now: Timestamp, status: crate::TxStatus,
 
 /// The transaction's timeout, if it has one.
 pub(crate) fn deadline(tx: &Transaction) -> Option<Timestamp> {
-    tx.options.timeout_to_fail_ms.map(|ms| tx.created_at.plus_ms(ms))
+    tx.options
+        .timeout_to_fail_ms
+        .map(|ms| tx.created_at.plus_ms(ms))
 }

@@ -15,19 +15,29 @@
 //! Durability: the transaction and every registration are persisted (sync) before they are
 //! acknowledged, since the application calls a try only after its registration is
 //! acknowledged, and a try nobody knows about could never be cancelled. The submit decision
-//! is persisted (sync) before the first confirm. Confirm and cancel must not fail: a
+//! is persisted (sync) before the first confirm, and the abort decision (by the application,
+//! the operator or the timeout) before the first cancel. Confirm and cancel must not fail: a
 //! FAILURE answer or an exhausted retry parks the transaction for an operator.
 
 use crate::event::{ApplyError, Command, Event, BRANCHES_MAX};
 use crate::sched::{self, Class, Out};
 use crate::tx::{Branch, BranchStatus, Op, Timestamp, Transaction, TxStatus};
 
-pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &mut Vec<Command>) -> Result<(), ApplyError> {
+pub(crate) fn apply(
+    tx: &mut Transaction,
+    event: Event,
+    now: Timestamp,
+    cmds: &mut Vec<Command>,
+) -> Result<(), ApplyError> {
     let mut out = Out::default();
     match event {
         Event::Start => out.persist(true),
         Event::Resume => sched::resume(tx),
-        Event::Register { branch_id, ops, payload } => {
+        Event::Register {
+            branch_id,
+            ops,
+            payload,
+        } => {
             if tx.status != TxStatus::Prepared {
                 return Err(ApplyError::wrong_status(tx, "registerBranch"));
             }
@@ -39,8 +49,15 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
             let mut fresh = Vec::new();
             for (op, target) in ops {
                 match tx.find(&branch_id, op) {
-                    Some(i) if tx.branches[i].target == target && tx.branches[i].payload == payload => {}
-                    Some(_) => return Err(ApplyError::BranchConflict { branch_id, op: op.as_str() }),
+                    Some(i)
+                        if tx.branches[i].target == target && tx.branches[i].payload == payload => {
+                    }
+                    Some(_) => {
+                        return Err(ApplyError::BranchConflict {
+                            branch_id,
+                            op: op.as_str(),
+                        })
+                    }
                     None => fresh.push(Branch::new(branch_id.clone(), op, target, payload.clone())),
                 }
             }
@@ -69,12 +86,20 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
             TxStatus::Aborting => {}
             _ => return Err(ApplyError::wrong_status(tx, "abort")),
         },
-        Event::Answer { branch, outcome, at, latency_us, code } => {
+        Event::Answer {
+            branch,
+            outcome,
+            at,
+            latency_us,
+            code,
+        } => {
             let class = sched::answer(tx, branch, outcome, at, latency_us, code, now, &mut out);
             let b = &tx.branches[branch];
             let what = format!("branch {}/{}", b.branch_id, b.op.as_str());
             match class {
-                Class::Success | Class::ReadOnly => tx.branches[branch].status = BranchStatus::Succeeded,
+                Class::Success | Class::ReadOnly => {
+                    tx.branches[branch].status = BranchStatus::Succeeded
+                }
                 Class::Failure(r) => {
                     tx.branches[branch].next_at = None;
                     sched::park(tx, now, format!("{what} answered FAILURE: {r}"), &mut out);
@@ -86,13 +111,18 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
         Event::Tick => {
             if tx.status == TxStatus::Prepared && sched::deadline(tx).is_some_and(|d| d <= now) {
                 abort(tx, now, "timeout_to_fail passed before submit".into());
-                out.persist(false);
+                // Durable before the first cancel: a restart in `prepared` would accept a
+                // submit and confirm branches that were already cancelled.
+                out.persist(true);
             }
         }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Stop { reason } => {
             if tx.status != TxStatus::Prepared {
-                return Err(ApplyError::wrong_status(tx, "stop (after the decision; retry instead)"));
+                return Err(ApplyError::wrong_status(
+                    tx,
+                    "stop (after the decision; retry instead)",
+                ));
             }
             tx.note(now, "stop", reason.clone());
             abort(tx, now, format!("stopped by operator: {reason}"));
@@ -100,7 +130,11 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
         }
     }
     drive(tx, now, &mut out);
-    let deadline = if tx.status == TxStatus::Prepared { sched::deadline(tx) } else { None };
+    let deadline = if tx.status == TxStatus::Prepared {
+        sched::deadline(tx)
+    } else {
+        None
+    };
     out.finish(tx, now, deadline, cmds);
     Ok(())
 }
@@ -139,7 +173,11 @@ fn drive(tx: &mut Transaction, now: Timestamp, out: &mut Out) {
         }
     }
     if done {
-        let status = if tx.status == TxStatus::Submitted { TxStatus::Succeeded } else { TxStatus::Failed };
+        let status = if tx.status == TxStatus::Submitted {
+            TxStatus::Succeeded
+        } else {
+            TxStatus::Failed
+        };
         sched::end(tx, now, status, false, out);
     }
 }

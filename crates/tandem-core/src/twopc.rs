@@ -14,6 +14,8 @@
 //!
 //! Durability: the participant list is persisted (sync) before the first prepare, so after a
 //! crash every participant that may hold a prepared transaction is known and rolled back.
+//! Likewise a one-phase transaction is persisted (sync) before its only call, so that the
+//! outcome the participant reaches is never reported as "no such transaction".
 //! The commit decision is persisted (sync) before the first commit: it is the record that
 //! makes the outcome commit. Nothing else is waited for — no decision record means abort
 //! (presumed abort), so neither the abort nor the end needs a forced write.
@@ -28,7 +30,12 @@ use crate::tx::{BranchStatus, Op, Timestamp, Transaction, TxStatus};
 /// Most participants one 2PC transaction may have.
 pub const PARTICIPANTS_MAX: usize = 256;
 
-pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &mut Vec<Command>) -> Result<(), ApplyError> {
+pub(crate) fn apply(
+    tx: &mut Transaction,
+    event: Event,
+    now: Timestamp,
+    cmds: &mut Vec<Command>,
+) -> Result<(), ApplyError> {
     let mut out = Out::default();
     let one_phase = is_one_phase(tx);
     match event {
@@ -36,24 +43,34 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
             validate(tx)?;
             if one_phase {
                 tx.status = TxStatus::Submitted;
-                out.persist(false);
-            } else {
-                out.persist(true);
             }
+            out.persist(true);
         }
         Event::Resume => {
             sched::resume(tx);
             if tx.status == TxStatus::Prepared {
-                abort(tx, now, "coordinator restarted before the decision (presumed abort)".into());
+                abort(
+                    tx,
+                    now,
+                    "coordinator restarted before the decision (presumed abort)".into(),
+                );
                 out.persist(false);
             }
         }
-        Event::Answer { branch, outcome, at, latency_us, code } => {
+        Event::Answer {
+            branch,
+            outcome,
+            at,
+            latency_us,
+            code,
+        } => {
             let class = sched::answer(tx, branch, outcome, at, latency_us, code, now, &mut out);
             let op = tx.branches[branch].op;
             let id = tx.branches[branch].branch_id.clone();
             match (op, class) {
-                (Op::Prepare, Class::Success) => tx.branches[branch].status = BranchStatus::Succeeded,
+                (Op::Prepare, Class::Success) => {
+                    tx.branches[branch].status = BranchStatus::Succeeded
+                }
                 (Op::Prepare, Class::ReadOnly) => {
                     tx.branches[branch].status = BranchStatus::Succeeded;
                     tx.branches[branch + 1].status = BranchStatus::Skipped;
@@ -65,10 +82,23 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
                         abort(tx, now, format!("participant {id} voted no: {r}"));
                     }
                 }
-                (Op::Prepare, Class::Again) if tx.branches[branch].recent.last().is_some_and(|a| a.outcome == crate::AttemptOutcome::Error) => {
+                (Op::Prepare, Class::Again)
+                    if tx.branches[branch]
+                        .recent
+                        .last()
+                        .is_some_and(|a| a.outcome == crate::AttemptOutcome::Error) =>
+                {
                     if tx.status == TxStatus::Prepared {
-                        let err = tx.branches[branch].recent.last().and_then(|a| a.error.clone()).unwrap_or_default();
-                        abort(tx, now, format!("prepare of participant {id} failed: {err}"));
+                        let err = tx.branches[branch]
+                            .recent
+                            .last()
+                            .and_then(|a| a.error.clone())
+                            .unwrap_or_default();
+                        abort(
+                            tx,
+                            now,
+                            format!("prepare of participant {id} failed: {err}"),
+                        );
                     }
                     tx.branches[branch].next_at = None;
                 }
@@ -88,10 +118,13 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
                 }
                 (Op::CommitOnePhase, Class::Failure(r)) => {
                     tx.branches[branch].status = BranchStatus::Failed;
-                    tx.fail_reason.get_or_insert(format!("participant {id} refused to commit: {r}"));
+                    tx.fail_reason
+                        .get_or_insert(format!("participant {id} refused to commit: {r}"));
                     sched::end(tx, now, TxStatus::Failed, false, &mut out);
                 }
-                (_, Class::Success | Class::ReadOnly) => tx.branches[branch].status = BranchStatus::Succeeded,
+                (_, Class::Success | Class::ReadOnly) => {
+                    tx.branches[branch].status = BranchStatus::Succeeded
+                }
                 (_, Class::Failure(r)) => {
                     // After a yes vote a participant must not refuse phase 2; an operator must look.
                     tx.branches[branch].next_at = None;
@@ -111,20 +144,30 @@ pub(crate) fn apply(tx: &mut Transaction, event: Event, now: Timestamp, cmds: &m
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Stop { reason } => {
             if tx.status != TxStatus::Prepared || one_phase {
-                return Err(ApplyError::wrong_status(tx, "stop (after the decision; retry instead)"));
+                return Err(ApplyError::wrong_status(
+                    tx,
+                    "stop (after the decision; retry instead)",
+                ));
             }
             tx.note(now, "stop", reason.clone());
             abort(tx, now, format!("stopped by operator: {reason}"));
             out.persist(false);
         }
         Event::Register { .. } | Event::Submit | Event::Abort => {
-            return Err(ApplyError::WrongKind { kind: "2pc", what: crate::event::event_name(&event) })
+            return Err(ApplyError::WrongKind {
+                kind: "2pc",
+                what: crate::event::event_name(&event),
+            })
         }
     }
     if !tx.is_final() {
         drive(tx, now, one_phase, &mut out);
     }
-    let deadline = if tx.status == TxStatus::Prepared { sched::deadline(tx) } else { None };
+    let deadline = if tx.status == TxStatus::Prepared {
+        sched::deadline(tx)
+    } else {
+        None
+    };
     out.finish(tx, now, deadline, cmds);
     Ok(())
 }
@@ -145,8 +188,12 @@ fn validate(tx: &Transaction) -> Result<(), ApplyError> {
     }
     for (k, p) in tx.branches.chunks(3).enumerate() {
         let ops = [p[0].op, p[1].op, p[2].op];
-        if ops != [Op::Prepare, Op::Commit, Op::Rollback] || p.iter().any(|b| b.branch_id != p[0].branch_id) {
-            return Err(ApplyError::Invalid(format!("participant {k}: expected prepare, commit, rollback")));
+        if ops != [Op::Prepare, Op::Commit, Op::Rollback]
+            || p.iter().any(|b| b.branch_id != p[0].branch_id)
+        {
+            return Err(ApplyError::Invalid(format!(
+                "participant {k}: expected prepare, commit, rollback"
+            )));
         }
     }
     Ok(())
@@ -160,6 +207,9 @@ fn abort(tx: &mut Transaction, now: Timestamp, why: String) {
     tx.fail_reason.get_or_insert(why);
     tx.parked = None;
     for k in 0..tx.branches.len() / 3 {
+        // A prepare is never called again once aborting; a retry time left on it would keep
+        // the wake-up pointing at the past and starve the rollbacks' retries.
+        tx.branches[3 * k].next_at = None;
         let prepare = tx.branches[3 * k].status;
         let read_only = tx.branches[3 * k + 1].status == BranchStatus::Skipped;
         tx.branches[3 * k + 1].status = BranchStatus::Skipped;
@@ -220,7 +270,11 @@ fn phase_two(tx: &mut Transaction, now: Timestamp, op: Op, out: &mut Out) {
         }
     }
     if done && !(0..n).any(|k| tx.branches[3 * k].in_flight) {
-        let status = if op == Op::Commit { TxStatus::Succeeded } else { TxStatus::Failed };
+        let status = if op == Op::Commit {
+            TxStatus::Succeeded
+        } else {
+            TxStatus::Failed
+        };
         sched::end(tx, now, status, false, out);
     }
 }

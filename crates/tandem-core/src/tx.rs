@@ -14,7 +14,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch. The core never reads a clock; callers pass `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -164,7 +166,10 @@ pub enum BranchStatus {
 
 impl BranchStatus {
     pub fn is_done(self) -> bool {
-        matches!(self, BranchStatus::Succeeded | BranchStatus::Failed | BranchStatus::Skipped)
+        matches!(
+            self,
+            BranchStatus::Succeeded | BranchStatus::Failed | BranchStatus::Skipped
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -224,7 +229,12 @@ pub struct Branch {
 }
 
 impl Branch {
-    pub fn new(branch_id: impl Into<String>, op: Op, target: impl Into<String>, payload: Vec<u8>) -> Branch {
+    pub fn new(
+        branch_id: impl Into<String>,
+        op: Op,
+        target: impl Into<String>,
+        payload: Vec<u8>,
+    ) -> Branch {
         Branch {
             branch_id: branch_id.into(),
             op,
@@ -363,12 +373,18 @@ impl Transaction {
         if self.history.len() >= HISTORY_KEPT {
             self.history.remove(0);
         }
-        self.history.push(HistoryEntry { at, what: what.into(), reason: reason.into() });
+        self.history.push(HistoryEntry {
+            at,
+            what: what.into(),
+            reason: reason.into(),
+        });
     }
 
     /// Index of the branch with this id and op.
     pub fn find(&self, branch_id: &str, op: Op) -> Option<usize> {
-        self.branches.iter().position(|b| b.op == op && b.branch_id == branch_id)
+        self.branches
+            .iter()
+            .position(|b| b.op == op && b.branch_id == branch_id)
     }
 
     /// Structural invariants that must hold for every snapshot written or read.
@@ -382,10 +398,21 @@ impl Transaction {
             }
         }
         if self.history.len() > HISTORY_KEPT {
-            return Err(format!("{}: {} history entries", self.gid, self.history.len()));
+            return Err(format!(
+                "{}: {} history entries",
+                self.gid,
+                self.history.len()
+            ));
         }
-        if let Some(b) = self.branches.iter().find(|b| b.recent.len() > ATTEMPTS_KEPT) {
-            return Err(format!("{}: branch {} keeps too many attempts", self.gid, b.branch_id));
+        if let Some(b) = self
+            .branches
+            .iter()
+            .find(|b| b.recent.len() > ATTEMPTS_KEPT)
+        {
+            return Err(format!(
+                "{}: branch {} keeps too many attempts",
+                self.gid, b.branch_id
+            ));
         }
         Ok(())
     }
