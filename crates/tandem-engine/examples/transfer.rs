@@ -28,20 +28,39 @@ struct BankState {
 }
 
 fn parse(call: &CallRequest) -> Result<(String, i64), BranchError> {
-    let text = std::str::from_utf8(&call.payload).map_err(|e| BranchError::Failure(e.to_string()))?;
-    let (acct, amount) = text.split_once(':').ok_or_else(|| BranchError::Failure(format!("bad payload {text:?}")))?;
-    let amount = amount.parse().map_err(|_| BranchError::Failure(format!("bad amount in {text:?}")))?;
+    let text =
+        std::str::from_utf8(&call.payload).map_err(|e| BranchError::Failure(e.to_string()))?;
+    let (acct, amount) = text
+        .split_once(':')
+        .ok_or_else(|| BranchError::Failure(format!("bad payload {text:?}")))?;
+    let amount = amount
+        .parse()
+        .map_err(|_| BranchError::Failure(format!("bad amount in {text:?}")))?;
     Ok((acct.to_string(), amount))
 }
 
 impl Bank {
     fn new(name: &'static str, accounts: &[(&str, i64)]) -> Arc<Bank> {
-        let bank = Bank { name, ..Default::default() };
-        bank.state.lock().expect("lock").balances.extend(accounts.iter().map(|(a, b)| (a.to_string(), *b)));
+        let bank = Bank {
+            name,
+            ..Default::default()
+        };
+        bank.state
+            .lock()
+            .expect("lock")
+            .balances
+            .extend(accounts.iter().map(|(a, b)| (a.to_string(), *b)));
         Arc::new(bank)
     }
     fn balances(&self) -> Vec<(String, i64)> {
-        let mut v: Vec<_> = self.state.lock().expect("lock").balances.clone().into_iter().collect();
+        let mut v: Vec<_> = self
+            .state
+            .lock()
+            .expect("lock")
+            .balances
+            .clone()
+            .into_iter()
+            .collect();
         v.sort();
         v
     }
@@ -50,9 +69,16 @@ impl Bank {
         if s.closed.contains(acct) {
             return Err(BranchError::Failure(format!("account {acct} is closed")));
         }
-        let bal = s.balances.get(acct).copied().ok_or_else(|| BranchError::Failure(format!("no account {acct}")))?;
+        let bal = s
+            .balances
+            .get(acct)
+            .copied()
+            .ok_or_else(|| BranchError::Failure(format!("no account {acct}")))?;
         if bal + amount < 0 {
-            return Err(BranchError::Failure(format!("{acct} has {bal}, cannot pay {}", -amount)));
+            return Err(BranchError::Failure(format!(
+                "{acct} has {bal}, cannot pay {}",
+                -amount
+            )));
         }
         Ok(())
     }
@@ -119,7 +145,12 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let bank_a = Bank::new("bank-a", &[("alice", 100)]);
     let bank_b = Bank::new("bank-b", &[("bob", 0), ("carol", 0)]);
-    bank_b.state.lock().expect("lock").closed.insert("carol".into());
+    bank_b
+        .state
+        .lock()
+        .expect("lock")
+        .closed
+        .insert("carol".into());
 
     let c = Coordinator::builder()
         .step("bank-a", bank_a.clone())
@@ -130,25 +161,59 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     println!("saga: alice pays bob 30");
-    let out = c.saga("saga-ok").step("bank-a", "alice:-30").step("bank-b", "bob:30").run().await?;
+    let out = c
+        .saga("saga-ok")
+        .step("bank-a", "alice:-30")
+        .step("bank-b", "bob:30")
+        .run()
+        .await?;
     println!("  -> {}", out.status.as_str());
 
     println!("saga: alice pays carol 20 (carol's account is closed: the debit is compensated)");
-    let out = c.saga("saga-fail").step("bank-a", "alice:-20").step("bank-b", "carol:20").run().await?;
-    println!("  -> {} ({})", out.status.as_str(), out.fail_reason.unwrap_or_default());
+    let out = c
+        .saga("saga-fail")
+        .step("bank-a", "alice:-20")
+        .step("bank-b", "carol:20")
+        .run()
+        .await?;
+    println!(
+        "  -> {} ({})",
+        out.status.as_str(),
+        out.fail_reason.unwrap_or_default()
+    );
 
     println!("2pc: alice pays bob 10");
-    let out = c.two_phase("2pc-ok").participant("bank-a-xa", "alice:-10").participant("bank-b-xa", "bob:10").run().await?;
+    let out = c
+        .two_phase("2pc-ok")
+        .participant("bank-a-xa", "alice:-10")
+        .participant("bank-b-xa", "bob:10")
+        .run()
+        .await?;
     println!("  -> {}", out.status.as_str());
 
     println!("2pc: alice pays carol 10 (bank-b votes no: bank-a rolls back)");
-    let out = c.two_phase("2pc-fail").participant("bank-a-xa", "alice:-10").participant("bank-b-xa", "carol:10").run().await?;
-    println!("  -> {} ({})", out.status.as_str(), out.fail_reason.unwrap_or_default());
+    let out = c
+        .two_phase("2pc-fail")
+        .participant("bank-a-xa", "alice:-10")
+        .participant("bank-b-xa", "carol:10")
+        .run()
+        .await?;
+    println!(
+        "  -> {} ({})",
+        out.status.as_str(),
+        out.fail_reason.unwrap_or_default()
+    );
 
     if let Some(tx) = c.get("saga-fail").await? {
         println!("saga-fail as logged:");
         for b in &tx.branches {
-            println!("  branch {} {:<10} {:<8} attempts {}", b.branch_id, b.op.as_str(), b.status.as_str(), b.attempts);
+            println!(
+                "  branch {} {:<10} {:<8} attempts {}",
+                b.branch_id,
+                b.op.as_str(),
+                b.status.as_str(),
+                b.attempts
+            );
         }
     }
     let (a, b) = (bank_a.balances(), bank_b.balances());

@@ -29,11 +29,21 @@ pub struct SagaBuilder<'a> {
 impl Coordinator {
     pub fn saga(&self, gid: impl Into<String>) -> SagaBuilder<'_> {
         let tx = Transaction::new(gid, TxKind::Saga, Options::default(), self.now());
-        SagaBuilder { c: self, tx, error: None }
+        SagaBuilder {
+            c: self,
+            tx,
+            error: None,
+        }
     }
 
     pub fn two_phase(&self, gid: impl Into<String>) -> TwoPhaseBuilder<'_> {
-        TwoPhaseBuilder { c: self, gid: gid.into(), options: Options::default(), parts: Vec::new(), error: None }
+        TwoPhaseBuilder {
+            c: self,
+            gid: gid.into(),
+            options: Options::default(),
+            parts: Vec::new(),
+            error: None,
+        }
     }
 }
 
@@ -45,18 +55,34 @@ impl<'a> SagaBuilder<'a> {
     /// Adds a step run after the previous one (or, in a concurrent saga, with no order).
     pub fn step(mut self, participant: &str, payload: impl Into<Vec<u8>>) -> Self {
         if !self.c.knows(participant) {
-            self.error.get_or_insert(EngineError::UnknownParticipant(participant.into()));
+            self.error
+                .get_or_insert(EngineError::UnknownParticipant(participant.into()));
         }
         let k = self.tx.branches.len() / 2;
         let payload = payload.into();
-        self.tx.branches.push(Branch::new(branch_id(k), Op::Action, participant, payload.clone()));
-        self.tx.branches.push(Branch::new(branch_id(k), Op::Compensate, participant, payload));
+        self.tx.branches.push(Branch::new(
+            branch_id(k),
+            Op::Action,
+            participant,
+            payload.clone(),
+        ));
+        self.tx.branches.push(Branch::new(
+            branch_id(k),
+            Op::Compensate,
+            participant,
+            payload,
+        ));
         self
     }
 
     /// Adds a step that starts only after the steps `after` (0-based) succeeded; makes the
     /// saga concurrent (steps without an order run in parallel).
-    pub fn step_after(mut self, participant: &str, payload: impl Into<Vec<u8>>, after: &[u16]) -> Self {
+    pub fn step_after(
+        mut self,
+        participant: &str,
+        payload: impl Into<Vec<u8>>,
+        after: &[u16],
+    ) -> Self {
         self.tx.options.concurrent = true;
         let k = self.tx.branches.len() / 2;
         self = self.step(participant, payload);
@@ -107,7 +133,8 @@ pub struct TwoPhaseBuilder<'a> {
 impl<'a> TwoPhaseBuilder<'a> {
     pub fn participant(mut self, resource: &str, payload: impl Into<Vec<u8>>) -> Self {
         if !self.c.knows(resource) {
-            self.error.get_or_insert(EngineError::UnknownParticipant(resource.into()));
+            self.error
+                .get_or_insert(EngineError::UnknownParticipant(resource.into()));
         }
         self.parts.push((resource.into(), payload.into()));
         self
@@ -125,11 +152,21 @@ impl<'a> TwoPhaseBuilder<'a> {
         }
         let mut tx = Transaction::new(self.gid, TxKind::TwoPc, self.options, self.c.now());
         if let [(name, payload)] = self.parts.as_slice() {
-            tx.branches.push(Branch::new(branch_id(0), Op::CommitOnePhase, name.as_str(), payload.clone()));
+            tx.branches.push(Branch::new(
+                branch_id(0),
+                Op::CommitOnePhase,
+                name.as_str(),
+                payload.clone(),
+            ));
         } else {
             for (k, (name, payload)) in self.parts.into_iter().enumerate() {
                 for op in [Op::Prepare, Op::Commit, Op::Rollback] {
-                    tx.branches.push(Branch::new(branch_id(k), op, name.as_str(), payload.clone()));
+                    tx.branches.push(Branch::new(
+                        branch_id(k),
+                        op,
+                        name.as_str(),
+                        payload.clone(),
+                    ));
                 }
             }
         }

@@ -129,16 +129,22 @@ impl CoordinatorBuilder {
         let cfg = self.redb.clone();
         let store = tokio::task::spawn_blocking(move || RedbStore::open(&dir, cfg))
             .await
-            .map_err(|e| EngineError::Store(tandem_store::StoreError::Io(std::io::Error::other(e))))??;
+            .map_err(|e| {
+                EngineError::Store(tandem_store::StoreError::Io(std::io::Error::other(e)))
+            })??;
         self.store = Some(Arc::new(store));
         self.start().await
     }
 
     /// Starts on the store given with [`CoordinatorBuilder::store`] and recovers.
     pub async fn start(self) -> Result<Coordinator> {
-        let store = self.store.ok_or_else(|| EngineError::Store(tandem_store::StoreError::Closed))?;
+        let store = self
+            .store
+            .ok_or(EngineError::Store(tandem_store::StoreError::Closed))?;
         let local_transport = self.transport.is_none();
-        let transport = self.transport.unwrap_or_else(|| Arc::new(self.local.clone()));
+        let transport = self
+            .transport
+            .unwrap_or_else(|| Arc::new(self.local.clone()));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
@@ -150,7 +156,12 @@ impl CoordinatorBuilder {
             shutdown,
             stats: Counters::default(),
         });
-        let c = Coordinator { shared, local: Arc::new(self.local), local_transport, shutdown_tx: Arc::new(shutdown_tx) };
+        let c = Coordinator {
+            shared,
+            local: Arc::new(self.local),
+            local_transport,
+            shutdown_tx: Arc::new(shutdown_tx),
+        };
         c.recover().await?;
         Ok(c)
     }
@@ -283,9 +294,22 @@ impl Coordinator {
             }
         }
         // Not active (or it just ended): the log has the final word.
-        match self.shared.store.get(gid).await? {
+        match self.durable_state(gid).await? {
             Some(tx) => Ok(Outcome::of(&tx)),
             None => Err(EngineError::NotFound(gid.to_string())),
+        }
+    }
+
+    /// The durable state of a transaction no driver holds. A driver may just have ended
+    /// with an unforced final record (a 2PC's end, implied by its durable decision); flush
+    /// once so that record is visible before concluding the transaction is unfinished.
+    async fn durable_state(&self, gid: &str) -> Result<Option<Transaction>> {
+        match self.shared.store.get(gid).await? {
+            Some(tx) if !tx.is_final() => {
+                self.shared.store.flush().await?;
+                Ok(self.shared.store.get(gid).await?)
+            }
+            other => Ok(other),
         }
     }
 
@@ -293,16 +317,26 @@ impl Coordinator {
     /// Resolves once the event's effects are durable.
     pub async fn send(&self, gid: &str, event: Event) -> Result<()> {
         loop {
+            if *self.shared.shutdown.borrow() {
+                return Err(EngineError::ShuttingDown);
+            }
             if let Some(inbox) = self.shared.registry.get(gid) {
                 let (reply, rx) = oneshot::channel();
-                if inbox.send(Control::Event { event: event.clone(), reply }).await.is_ok() {
+                if inbox
+                    .send(Control::Event {
+                        event: event.clone(),
+                        reply,
+                    })
+                    .await
+                    .is_ok()
+                {
                     if let Ok(r) = rx.await {
                         return r.map_err(EngineError::from);
                     }
                 }
                 // The driver ended meanwhile; fall through to the log.
             }
-            let Some(mut tx) = self.shared.store.get(gid).await? else {
+            let Some(mut tx) = self.durable_state(gid).await? else {
                 return Err(EngineError::NotFound(gid.to_string()));
             };
             if tx.is_final() {
@@ -323,12 +357,24 @@ impl Coordinator {
 
     /// Operator: retry a parked (or slow) transaction now; the reason is recorded.
     pub async fn retry(&self, gid: &str, reason: impl Into<String>) -> Result<()> {
-        self.send(gid, Event::Retry { reason: reason.into() }).await
+        self.send(
+            gid,
+            Event::Retry {
+                reason: reason.into(),
+            },
+        )
+        .await
     }
 
     /// Operator: stop a transaction; it ends failed where its protocol allows.
     pub async fn stop(&self, gid: &str, reason: impl Into<String>) -> Result<()> {
-        self.send(gid, Event::Stop { reason: reason.into() }).await
+        self.send(
+            gid,
+            Event::Stop {
+                reason: reason.into(),
+            },
+        )
+        .await
     }
 
     /// The newest durable state of `gid`.
@@ -377,6 +423,9 @@ fn same_request(old: &Transaction, new: &Transaction) -> bool {
         && old.options == new.options
         && old.branches.len() >= new.branches.len()
         && old.branches.iter().zip(&new.branches).all(|(a, b)| {
-            a.branch_id == b.branch_id && a.op == b.op && a.target == b.target && a.payload == b.payload
+            a.branch_id == b.branch_id
+                && a.op == b.op
+                && a.target == b.target
+                && a.payload == b.payload
         })
 }

@@ -40,7 +40,12 @@ pub struct Outcome {
 
 impl Outcome {
     pub(crate) fn of(tx: &Transaction) -> Outcome {
-        Outcome { gid: tx.gid.clone(), status: tx.status, parked: tx.parked.clone(), fail_reason: tx.fail_reason.clone() }
+        Outcome {
+            gid: tx.gid.clone(),
+            status: tx.status,
+            parked: tx.parked.clone(),
+            fail_reason: tx.fail_reason.clone(),
+        }
     }
     pub fn succeeded(&self) -> bool {
         self.status == TxStatus::Succeeded
@@ -50,7 +55,10 @@ impl Outcome {
 /// A request to an active transaction's driver.
 pub(crate) enum Control {
     /// Apply `event`; reply once its commands ran (its sync persist is durable).
-    Event { event: Event, reply: oneshot::Sender<Result<(), ApplyError>> },
+    Event {
+        event: Event,
+        reply: oneshot::Sender<Result<(), ApplyError>>,
+    },
     /// Reply when the transaction ends or is parked (at once if it already is parked).
     Wait(oneshot::Sender<Outcome>),
 }
@@ -58,7 +66,8 @@ pub(crate) enum Control {
 /// Capacity of a driver's inbox.
 pub(crate) const INBOX_MAX: usize = 64;
 
-type CallFuture = Pin<Box<dyn Future<Output = (usize, CallResult, tandem_core::Timestamp, u64)> + Send>>;
+type CallFuture =
+    Pin<Box<dyn Future<Output = (usize, CallResult, tandem_core::Timestamp, u64)> + Send>>;
 
 pub(crate) struct Driver {
     tx: Transaction,
@@ -74,7 +83,12 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(tx: Transaction, gid: Arc<str>, shared: Arc<Shared>, inbox: mpsc::Receiver<Control>) -> Self {
+    pub(crate) fn new(
+        tx: Transaction,
+        gid: Arc<str>,
+        shared: Arc<Shared>,
+        inbox: mpsc::Receiver<Control>,
+    ) -> Self {
         let headers = Arc::new(tx.options.branch_headers.clone());
         let decided = tx.kind == TxKind::TwoPc && tx.status != TxStatus::Prepared;
         Driver {
@@ -92,7 +106,12 @@ impl Driver {
 
     /// Runs the transaction from `first` (Start or Resume) until it ends, then deregisters.
     /// `started` hears whether `first` was accepted and made durable.
-    pub(crate) async fn run(mut self, first: Event, started: Option<oneshot::Sender<Result<(), EngineError>>>, waiter: Option<oneshot::Sender<Outcome>>) {
+    pub(crate) async fn run(
+        mut self,
+        first: Event,
+        started: Option<oneshot::Sender<Result<(), EngineError>>>,
+        waiter: Option<oneshot::Sender<Outcome>>,
+    ) {
         self.waiters.extend(waiter);
         let first_result = self.step(first).await;
         let ok = first_result.is_ok();
@@ -103,6 +122,21 @@ impl Driver {
             self.event_loop().await;
         }
         self.shared.registry.remove(&self.gid);
+        // Answer whatever reached the inbox before it closed, so nobody waits on a driver
+        // that is gone (they would otherwise fall back to the log).
+        self.inbox.close();
+        while let Ok(ctl) = self.inbox.try_recv() {
+            match ctl {
+                Control::Wait(w) if self.tx.is_final() => {
+                    let _ = w.send(Outcome::of(&self.tx));
+                }
+                Control::Event { event, reply } if self.tx.is_final() => {
+                    let now = self.shared.clock.now();
+                    let _ = reply.send(self.tx.clone().apply(event, now).map(|_| ()));
+                }
+                _ => {}
+            }
+        }
     }
 
     async fn event_loop(&mut self) {
@@ -157,19 +191,40 @@ impl Driver {
         }
     }
 
-    async fn answer(&mut self, branch: usize, res: CallResult, at: tandem_core::Timestamp, latency_us: u64) -> Result<(), EngineError> {
+    async fn answer(
+        &mut self,
+        branch: usize,
+        res: CallResult,
+        at: tandem_core::Timestamp,
+        latency_us: u64,
+    ) -> Result<(), EngineError> {
         let op = self.tx.branches[branch].op;
         let stats = &self.shared.stats;
-        stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if matches!(res.outcome, CallOutcome::Error(_) | CallOutcome::Ongoing) {
-            stats.call_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .call_retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let CallOutcome::Error(e) = &res.outcome {
             tracing::debug!(gid = %self.gid, branch, op = op.as_str(), error = %e, "branch call failed; will retry");
         }
-        let event = Event::Answer { branch, outcome: res.outcome, at, latency_us, code: res.code };
+        let event = Event::Answer {
+            branch,
+            outcome: res.outcome,
+            at,
+            latency_us,
+            code: res.code,
+        };
         let last_vote = op == Op::Prepare
-            && self.tx.branches.iter().enumerate().all(|(i, b)| i == branch || b.op != Op::Prepare || !b.in_flight);
+            && self
+                .tx
+                .branches
+                .iter()
+                .enumerate()
+                .all(|(i, b)| i == branch || b.op != Op::Prepare || !b.in_flight);
         if last_vote {
             // Every vote is in; nothing about them is logged yet.
             fail::fail_point!("2pc-after-votes");
@@ -198,7 +253,10 @@ impl Driver {
                 Command::Call { branch } => self.call(branch),
                 Command::Wake { at } => self.wake = Some(at),
                 Command::Park { reason } => {
-                    self.shared.stats.parked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .parked
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(gid = %self.gid, %reason, "transaction parked; an operator must retry or stop it");
                     let outcome = Outcome::of(&self.tx);
                     for w in self.waiters.drain(..) {
@@ -206,7 +264,11 @@ impl Driver {
                     }
                 }
                 Command::Done { status } => {
-                    let counter = if status == TxStatus::Succeeded { &self.shared.stats.succeeded } else { &self.shared.stats.failed };
+                    let counter = if status == TxStatus::Succeeded {
+                        &self.shared.stats.succeeded
+                    } else {
+                        &self.shared.stats.failed
+                    };
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let outcome = Outcome::of(&self.tx);
                     for w in self.waiters.drain(..) {
@@ -219,7 +281,8 @@ impl Driver {
     }
 
     async fn persist(&mut self, sync: bool) -> Result<(), EngineError> {
-        let deciding = self.tx.kind == TxKind::TwoPc && self.tx.status == TxStatus::Submitted && !self.decided;
+        let deciding =
+            self.tx.kind == TxKind::TwoPc && self.tx.status == TxStatus::Submitted && !self.decided;
         if deciding {
             fail::fail_point!("2pc-before-decision");
         }
@@ -251,7 +314,12 @@ impl Driver {
             payload: b.payload.clone(),
             headers: self.headers.clone(),
         };
-        let timeout = self.tx.options.request_timeout_ms.map(Duration::from_millis).unwrap_or(self.shared.config.request_timeout);
+        let timeout = self
+            .tx
+            .options
+            .request_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.shared.config.request_timeout);
         let shared = self.shared.clone();
         self.calls.push(Box::pin(async move {
             // Bounded fan-out across every transaction; a closed semaphore means shutdown,
@@ -261,7 +329,10 @@ impl Driver {
             let t0 = Instant::now();
             let res = match tokio::time::timeout(timeout, shared.transport.call(req)).await {
                 Ok(r) => r,
-                Err(_) => CallOutcome::Error(format!("no answer within {} ms", timeout.as_millis())).into(),
+                Err(_) => {
+                    CallOutcome::Error(format!("no answer within {} ms", timeout.as_millis()))
+                        .into()
+                }
             };
             (branch, res, at, t0.elapsed().as_micros() as u64)
         }));

@@ -32,6 +32,6 @@ pub use coordinator::{Coordinator, CoordinatorBuilder, EngineStats, Wait};
 pub use driver::Outcome;
 pub use error::{EngineError, Result};
 pub use participant::{BranchError, CallRequest, Resource, SagaStep, Vote};
-pub use transport::{CallResult, InProcess, Local, Transport};
 pub use tandem_core;
 pub use tandem_store;
+pub use transport::{CallResult, InProcess, Local, Transport};

@@ -29,7 +29,11 @@ pub(crate) enum Claim {
 
 impl Registry {
     pub(crate) fn new(max: usize) -> Self {
-        Registry { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), len: AtomicUsize::new(0), max }
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            len: AtomicUsize::new(0),
+            max,
+        }
     }
 
     fn shard(&self, gid: &str) -> MutexGuard<'_, HashMap<Arc<str>, mpsc::Sender<Control>>> {
@@ -38,19 +42,29 @@ impl Registry {
             h = h.wrapping_mul(33) ^ usize::from(b);
         }
         // A poisoned shard only means a panic elsewhere while holding it; the map is intact.
-        self.shards[h % SHARDS].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[h % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers `gid` with `inbox` unless it is already active or the registry is full.
     /// `force` ignores the limit (recovery must load every unfinished transaction).
-    pub(crate) fn claim(&self, gid: &Arc<str>, inbox: &mpsc::Sender<Control>, force: bool) -> Claim {
+    pub(crate) fn claim(
+        &self,
+        gid: &Arc<str>,
+        inbox: &mpsc::Sender<Control>,
+        force: bool,
+    ) -> Claim {
         let mut shard = self.shard(gid);
         if shard.contains_key(gid) {
             return Claim::Active;
         }
         let active = self.len.load(Ordering::Relaxed);
         if !force && active >= self.max {
-            return Claim::Full { active, limit: self.max };
+            return Claim::Full {
+                active,
+                limit: self.max,
+            };
         }
         shard.insert(gid.clone(), inbox.clone());
         self.len.fetch_add(1, Ordering::Relaxed);
@@ -72,6 +86,15 @@ impl Registry {
     }
 
     pub(crate) fn senders(&self) -> Vec<mpsc::Sender<Control>> {
-        self.shards.iter().flat_map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect::<Vec<_>>()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 }

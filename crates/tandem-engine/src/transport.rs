@@ -43,7 +43,10 @@ pub struct CallResult {
 
 impl From<CallOutcome> for CallResult {
     fn from(outcome: CallOutcome) -> Self {
-        CallResult { outcome, code: None }
+        CallResult {
+            outcome,
+            code: None,
+        }
     }
 }
 
@@ -91,7 +94,11 @@ fn outcome(r: Result<(), BranchError>) -> CallOutcome {
 impl Transport for InProcess {
     async fn call(&self, req: CallRequest) -> CallResult {
         let Some(p) = self.by_name.get(&req.target) else {
-            return CallOutcome::Error(format!("no participant named {:?} in this process", req.target)).into();
+            return CallOutcome::Error(format!(
+                "no participant named {:?} in this process",
+                req.target
+            ))
+            .into();
         };
         let out = match (p, req.op) {
             (Local::Step(s), Op::Action) => outcome(s.action(&req).await),
@@ -104,7 +111,11 @@ impl Transport for InProcess {
             (Local::Resource(r), Op::Commit) => outcome(r.commit(&req).await),
             (Local::Resource(r), Op::Rollback) => outcome(r.rollback(&req).await),
             (Local::Resource(r), Op::CommitOnePhase) => outcome(r.commit_one_phase(&req).await),
-            (_, op) => CallOutcome::Error(format!("participant {:?} cannot do {}", req.target, op.as_str())),
+            (_, op) => CallOutcome::Error(format!(
+                "participant {:?} cannot do {}",
+                req.target,
+                op.as_str()
+            )),
         };
         out.into()
     }

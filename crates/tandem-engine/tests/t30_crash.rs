@@ -39,7 +39,12 @@ struct Journal {
 }
 
 impl Journal {
-    fn open(dir: &Path, name: &str, phase: &str, fail: HashSet<(String, &'static str)>) -> Arc<Journal> {
+    fn open(
+        dir: &Path,
+        name: &str,
+        phase: &str,
+        fail: HashSet<(String, &'static str)>,
+    ) -> Arc<Journal> {
         let path = dir.join(format!("journal-{name}.log"));
         let applied = std::fs::read_to_string(&path)
             .unwrap_or_default()
@@ -49,14 +54,32 @@ impl Journal {
                 (f.len() == 5 && f[4] == "ok").then(|| format!("{}/{}/{}", f[1], f[2], f[3]))
             })
             .collect();
-        let file = OpenOptions::new().create(true).append(true).open(path).expect("journal");
-        Arc::new(Journal { file: Mutex::new(file), applied: Mutex::new(applied), phase: phase.into(), fail })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("journal");
+        Arc::new(Journal {
+            file: Mutex::new(file),
+            applied: Mutex::new(applied),
+            phase: phase.into(),
+            fail,
+        })
     }
 
     fn record(&self, call: &CallRequest) -> Result<(), BranchError> {
-        let failed = self.fail.contains(&(call.branch_id.clone(), call.op.as_str()));
+        let failed = self
+            .fail
+            .contains(&(call.branch_id.clone(), call.op.as_str()));
         let result = if failed { "fail" } else { "ok" };
-        let line = format!("{} {} {} {} {}\n", self.phase, call.gid, call.branch_id, call.op.as_str(), result);
+        let line = format!(
+            "{} {} {} {} {}\n",
+            self.phase,
+            call.gid,
+            call.branch_id,
+            call.op.as_str(),
+            result
+        );
         {
             let mut f = self.file.lock().expect("lock");
             f.write_all(line.as_bytes()).expect("journal write");
@@ -65,7 +88,10 @@ impl Journal {
         if failed {
             return Err(BranchError::Failure("refused by test".into()));
         }
-        self.applied.lock().expect("lock").insert(call.idempotency_key());
+        self.applied
+            .lock()
+            .expect("lock")
+            .insert(call.idempotency_key());
         Ok(())
     }
 }
@@ -144,9 +170,21 @@ async fn run_child(dir: PathBuf, kind: Kind) -> anyhow::Result<()> {
     let c = participants(&dir, kind, "run").open(&dir).await?;
     for i in 0..TXS {
         let out = match kind {
-            Kind::Saga | Kind::SagaFail => c.saga(gid(kind, i)).step("p1", "a").step("p2", "b").step("p3", "c").run().await?,
+            Kind::Saga | Kind::SagaFail => {
+                c.saga(gid(kind, i))
+                    .step("p1", "a")
+                    .step("p2", "b")
+                    .step("p3", "c")
+                    .run()
+                    .await?
+            }
             Kind::TwoPc | Kind::TwoPcFail => {
-                c.two_phase(gid(kind, i)).participant("p1-xa", "a").participant("p2-xa", "b").participant("p3-xa", "c").run().await?
+                c.two_phase(gid(kind, i))
+                    .participant("p1-xa", "a")
+                    .participant("p2-xa", "b")
+                    .participant("p3-xa", "c")
+                    .run()
+                    .await?
             }
         };
         println!("outcome {} {}", out.gid, out.status.as_str());
@@ -159,10 +197,19 @@ async fn recover_child(dir: PathBuf, kind: Kind) -> anyhow::Result<()> {
     // What the log says before recovery runs: these branch results must not be redone.
     {
         let store = RedbStore::open(&dir, RedbConfig::default())?;
-        let page = store.list(&ListQuery { limit: 1000, ..Default::default() }).await?;
+        let page = store
+            .list(&ListQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
         let mut logged = String::new();
         for tx in page.items {
-            for b in tx.branches.iter().filter(|b| matches!(b.status, BranchStatus::Succeeded | BranchStatus::Failed)) {
+            for b in tx
+                .branches
+                .iter()
+                .filter(|b| matches!(b.status, BranchStatus::Succeeded | BranchStatus::Failed))
+            {
                 logged.push_str(&format!("{} {} {}\n", tx.gid, b.branch_id, b.op.as_str()));
             }
         }
@@ -175,7 +222,12 @@ async fn recover_child(dir: PathBuf, kind: Kind) -> anyhow::Result<()> {
         match c.wait(&gid(kind, i)).await {
             Ok(out) => {
                 anyhow::ensure!(out.parked.is_none(), "{} parked: {:?}", out.gid, out.parked);
-                anyhow::ensure!(out.status.is_final(), "{} not final: {:?}", out.gid, out.status);
+                anyhow::ensure!(
+                    out.status.is_final(),
+                    "{} not final: {:?}",
+                    out.gid,
+                    out.status
+                );
                 finals.push_str(&format!("{} {}\n", out.gid, out.status.as_str()));
             }
             Err(EngineError::NotFound(_)) => finals.push_str(&format!("{} absent\n", gid(kind, i))),
@@ -190,12 +242,17 @@ async fn recover_child(dir: PathBuf, kind: Kind) -> anyhow::Result<()> {
 /// Entry point of the child processes; a no-op when run as an ordinary test.
 #[test]
 fn crash_child() {
-    let Ok(mode) = std::env::var("TANDEM_CRASH_CHILD") else { return };
+    let Ok(mode) = std::env::var("TANDEM_CRASH_CHILD") else {
+        return;
+    };
     let dir = PathBuf::from(std::env::var("TANDEM_CRASH_DIR").expect("dir"));
     let kind = Kind::parse(&std::env::var("TANDEM_CRASH_KIND").expect("kind"));
     if mode == "run" {
         let point = std::env::var("TANDEM_CRASH_POINT").expect("point");
-        let nth: usize = std::env::var("TANDEM_CRASH_NTH").expect("nth").parse().expect("nth");
+        let nth: usize = std::env::var("TANDEM_CRASH_NTH")
+            .expect("nth")
+            .parse()
+            .expect("nth");
         let hits = Arc::new(Mutex::new(0usize));
         fail::cfg_callback(point, move || {
             let mut h = hits.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,7 +263,11 @@ fn crash_child() {
         })
         .expect("failpoint");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let r = rt.block_on(async {
         match mode.as_str() {
             "run" => run_child(dir, kind).await,
@@ -235,11 +296,19 @@ fn child(mode: &str, dir: &Path, kind: Kind, point: &str, nth: usize) -> std::pr
 fn journal(dir: &Path) -> Vec<(String, String, String, String, String, String)> {
     let mut out = Vec::new();
     for p in ["p1", "p2", "p3"] {
-        let text = std::fs::read_to_string(dir.join(format!("journal-{p}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(dir.join(format!("journal-{p}.log"))).unwrap_or_default();
         for l in text.lines() {
             let f: Vec<&str> = l.split(' ').collect();
             assert_eq!(f.len(), 5, "bad journal line {l:?}");
-            out.push((p.to_string(), f[0].into(), f[1].into(), f[2].into(), f[3].into(), f[4].into()));
+            out.push((
+                p.to_string(),
+                f[0].into(),
+                f[1].into(),
+                f[2].into(),
+                f[3].into(),
+                f[4].into(),
+            ));
         }
     }
     out
@@ -254,11 +323,17 @@ fn check(dir: &Path, kind: Kind, ctx: &str) {
             (g.to_string(), s.to_string())
         })
         .collect();
-    let logged: HashSet<String> = std::fs::read_to_string(dir.join("logged.txt")).expect("logged").lines().map(String::from).collect();
+    let logged: HashSet<String> = std::fs::read_to_string(dir.join("logged.txt"))
+        .expect("logged")
+        .lines()
+        .map(String::from)
+        .collect();
     let j = journal(dir);
     for i in 0..TXS {
         let g = gid(kind, i);
-        let status = finals.get(&g).unwrap_or_else(|| panic!("{ctx}: no final for {g}"));
+        let status = finals
+            .get(&g)
+            .unwrap_or_else(|| panic!("{ctx}: no final for {g}"));
         // Effects per participant: which ops took effect (answered ok) at least once.
         let mut eff: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
         for (p, _, jg, _, op, res) in &j {
@@ -267,7 +342,10 @@ fn check(dir: &Path, kind: Kind, ctx: &str) {
             }
         }
         if status == "absent" {
-            assert!(eff.is_empty(), "{ctx}: {g} never logged, yet participants saw {eff:?}");
+            assert!(
+                eff.is_empty(),
+                "{ctx}: {g} never logged, yet participants saw {eff:?}"
+            );
             continue;
         }
         match kind {
@@ -276,22 +354,45 @@ fn check(dir: &Path, kind: Kind, ctx: &str) {
                 for p in ["p1", "p2", "p3"] {
                     let e = eff.get(p).cloned().unwrap_or_default();
                     if ok {
-                        assert!(e.contains("action") && !e.contains("compensate"), "{ctx}: {g} succeeded but {p} has {e:?}");
+                        assert!(
+                            e.contains("action") && !e.contains("compensate"),
+                            "{ctx}: {g} succeeded but {p} has {e:?}"
+                        );
                     } else {
-                        assert!(!e.contains("action") || e.contains("compensate"), "{ctx}: {g} failed but {p}'s action was not compensated: {e:?}");
+                        assert!(
+                            !e.contains("action") || e.contains("compensate"),
+                            "{ctx}: {g} failed but {p}'s action was not compensated: {e:?}"
+                        );
                     }
                 }
                 assert_eq!(ok, kind == Kind::Saga, "{ctx}: {g} ended {status}");
             }
             Kind::TwoPc | Kind::TwoPcFail => {
-                let committed: Vec<_> = eff.iter().filter(|(_, e)| e.contains("commit")).map(|(p, _)| *p).collect();
+                let committed: Vec<_> = eff
+                    .iter()
+                    .filter(|(_, e)| e.contains("commit"))
+                    .map(|(p, _)| *p)
+                    .collect();
                 if status == TxStatus::Succeeded.as_str() {
-                    assert_eq!(committed.len(), 3, "{ctx}: {g} succeeded but only {committed:?} committed");
-                    assert!(eff.values().all(|e| !e.contains("rollback")), "{ctx}: {g} succeeded with a rollback: {eff:?}");
+                    assert_eq!(
+                        committed.len(),
+                        3,
+                        "{ctx}: {g} succeeded but only {committed:?} committed"
+                    );
+                    assert!(
+                        eff.values().all(|e| !e.contains("rollback")),
+                        "{ctx}: {g} succeeded with a rollback: {eff:?}"
+                    );
                 } else {
-                    assert!(committed.is_empty(), "{ctx}: {g} failed but {committed:?} committed");
+                    assert!(
+                        committed.is_empty(),
+                        "{ctx}: {g} failed but {committed:?} committed"
+                    );
                     for (p, e) in &eff {
-                        assert!(!e.contains("prepare") || e.contains("rollback"), "{ctx}: {g}: {p} left prepared: {e:?}");
+                        assert!(
+                            !e.contains("prepare") || e.contains("rollback"),
+                            "{ctx}: {g}: {p} left prepared: {e:?}"
+                        );
                     }
                 }
                 if kind == Kind::TwoPcFail {
@@ -302,7 +403,10 @@ fn check(dir: &Path, kind: Kind, ctx: &str) {
         // Nothing whose result was durable before the crash runs again.
         for (p, phase, jg, br, op, _) in &j {
             if phase == "recover" && *jg == g {
-                assert!(!logged.contains(&format!("{g} {br} {op}")), "{ctx}: {p} {g} {br} {op} was logged before the crash, yet called again");
+                assert!(
+                    !logged.contains(&format!("{g} {br} {op}")),
+                    "{ctx}: {p} {g} {br} {op} was logged before the crash, yet called again"
+                );
             }
         }
     }
@@ -347,7 +451,11 @@ fn t30_crash_after_start() {
 
 #[test]
 fn t31_crash_between_saga_steps() {
-    crash_at("saga-between-steps", &[Kind::Saga, Kind::SagaFail], &[1, 2, 4]);
+    crash_at(
+        "saga-between-steps",
+        &[Kind::Saga, Kind::SagaFail],
+        &[1, 2, 4],
+    );
 }
 
 #[test]
@@ -372,7 +480,11 @@ fn t35_crash_after_decision() {
 
 #[test]
 fn t36_crash_between_phase2_calls() {
-    crash_at("2pc-between-phase2", &[Kind::TwoPc, Kind::TwoPcFail], &[1, 2, 4]);
+    crash_at(
+        "2pc-between-phase2",
+        &[Kind::TwoPc, Kind::TwoPcFail],
+        &[1, 2, 4],
+    );
 }
 
 #[test]

@@ -8,7 +8,11 @@ mod tx_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "Tandem: a distributed transaction coordinator (sagas, 2PC, TCC, messages)")]
+#[command(
+    name = "tandem",
+    version,
+    about = "Tandem: a distributed transaction coordinator (sagas, 2PC, TCC, messages)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -30,7 +34,9 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         match cli.cmd {
             Cmd::Tx { cmd } => tx_cmd::run(cmd).await,

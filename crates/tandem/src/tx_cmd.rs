@@ -44,18 +44,31 @@ pub enum TxCmd {
     },
 }
 
-fn open(dir: &PathBuf) -> anyhow::Result<RedbStore> {
+fn open(dir: &std::path::Path) -> anyhow::Result<RedbStore> {
     anyhow::ensure!(dir.is_dir(), "no data directory at {}", dir.display());
-    RedbStore::open(dir, RedbConfig::default()).with_context(|| format!("opening {}", dir.display()))
+    RedbStore::open(dir, RedbConfig::default())
+        .with_context(|| format!("opening {}", dir.display()))
 }
 
 pub async fn run(cmd: TxCmd) -> anyhow::Result<()> {
     match cmd {
-        TxCmd::List { data_dir, status, kind, parked, limit, cursor, json } => {
+        TxCmd::List {
+            data_dir,
+            status,
+            kind,
+            parked,
+            limit,
+            cursor,
+            json,
+        } => {
             let store = open(&data_dir)?;
             let q = ListQuery {
-                status: status.map(|s| TxStatus::parse(&s).with_context(|| format!("unknown status {s:?}"))).transpose()?,
-                kind: kind.map(|k| TxKind::parse(&k).with_context(|| format!("unknown kind {k:?}"))).transpose()?,
+                status: status
+                    .map(|s| TxStatus::parse(&s).with_context(|| format!("unknown status {s:?}")))
+                    .transpose()?,
+                kind: kind
+                    .map(|k| TxKind::parse(&k).with_context(|| format!("unknown kind {k:?}")))
+                    .transpose()?,
                 parked: parked.then_some(true),
                 cursor,
                 limit,
@@ -64,9 +77,17 @@ pub async fn run(cmd: TxCmd) -> anyhow::Result<()> {
             let page = store.list(&q).await?;
             if json {
                 let items: Vec<_> = page.items.iter().map(view).collect();
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "transactions": items, "next": page.next }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "transactions": items, "next": page.next })
+                    )?
+                );
             } else {
-                println!("{:<40} {:<5} {:<10} {:>8} {:<24} parked", "GID", "TYPE", "STATUS", "BRANCHES", "CREATED");
+                println!(
+                    "{:<40} {:<5} {:<10} {:>8} {:<24} parked",
+                    "GID", "TYPE", "STATUS", "BRANCHES", "CREATED"
+                );
                 for tx in &page.items {
                     println!(
                         "{:<40} {:<5} {:<10} {:>8} {:<24} {}",
@@ -84,11 +105,16 @@ pub async fn run(cmd: TxCmd) -> anyhow::Result<()> {
             }
             store.close().await?;
         }
-        TxCmd::Show { gid, data_dir, json } => {
+        TxCmd::Show {
+            gid,
+            data_dir,
+            json,
+        } => {
             let store = open(&data_dir)?;
             let tx = store.get(&gid).await?;
             store.close().await?;
-            let tx = tx.with_context(|| format!("no transaction {gid:?} in {}", data_dir.display()))?;
+            let tx =
+                tx.with_context(|| format!("no transaction {gid:?} in {}", data_dir.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view(&tx))?);
             } else {
@@ -111,11 +137,22 @@ fn print_tx(tx: &Transaction) {
     }
     println!("created   {}", iso(tx.created_at.0));
     if let Some(f) = tx.finished_at {
-        println!("finished  {} ({} ms)", iso(f.0), f.0.saturating_sub(tx.created_at.0));
+        println!(
+            "finished  {} ({} ms)",
+            iso(f.0),
+            f.0.saturating_sub(tx.created_at.0)
+        );
     }
     println!("branches");
     for b in &tx.branches {
-        println!("  {} {:<16} {:<9} attempts {:<3} {}", b.branch_id, b.op.as_str(), b.status.as_str(), b.attempts, b.target);
+        println!(
+            "  {} {:<16} {:<9} attempts {:<3} {}",
+            b.branch_id,
+            b.op.as_str(),
+            b.status.as_str(),
+            b.attempts,
+            b.target
+        );
         for a in &b.recent {
             println!(
                 "      {} {:?} {} us{}{}",
@@ -123,7 +160,10 @@ fn print_tx(tx: &Transaction) {
                 a.outcome,
                 a.latency_us,
                 a.code.map(|c| format!(" HTTP {c}")).unwrap_or_default(),
-                a.error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default()
+                a.error
+                    .as_ref()
+                    .map(|e| format!(" — {e}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -173,7 +213,13 @@ pub fn iso(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 #[cfg(test)]
