@@ -60,20 +60,23 @@ pub(crate) fn upsert<'a>(
     let mut tx = wtx.open_table(TX).map_err(redb_err)?;
     let mut open = wtx.open_table(OPEN).map_err(redb_err)?;
     let mut by_created = wtx.open_table(BY_CREATED).map_err(redb_err)?;
+    // Key order keeps consecutive inserts on neighbouring b-tree pages.
+    let mut newest: Vec<(&'a str, &'a Record)> = newest.into_iter().collect();
+    newest.sort_unstable_by_key(|(gid, _)| *gid);
     let mut held = Vec::with_capacity(newest.len());
     for (gid, rec) in newest {
         let old = match tx.get(gid).map_err(redb_err)? {
-            Some(v) => Some(wal::decode_value(gid, v.value())?),
+            Some(v) => Some(wal::decode_value_head(gid, v.value())?),
             None => None,
         };
-        if let Some(old) = &old {
-            if old.version >= rec.version {
-                held.push((gid, old.version));
+        if let Some((old_version, old_created)) = old {
+            if old_version >= rec.version {
+                held.push((gid, old_version));
                 continue;
             }
-            if old.created_at != rec.created_at {
+            if old_created != rec.created_at.0 {
                 by_created
-                    .remove(created_key(old.created_at.0, gid).as_slice())
+                    .remove(created_key(old_created, gid).as_slice())
                     .map_err(redb_err)?;
             }
         }

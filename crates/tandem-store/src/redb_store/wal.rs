@@ -176,6 +176,20 @@ pub(crate) fn decode_value(gid: &str, bytes: &[u8]) -> Result<Record> {
     get_fields(gid.to_string(), &mut c)
 }
 
+/// Only `(version, created ms)` of a `tx` table value, without copying the body.
+pub(crate) fn decode_value_head(gid: &str, bytes: &[u8]) -> Result<(u64, u64)> {
+    let mut c = Cursor(bytes);
+    let format = c.u8()?;
+    if format != VALUE_FORMAT {
+        return Err(StoreError::Corrupt(format!(
+            "{gid}: unknown value format {format}"
+        )));
+    }
+    let version = c.u64()?;
+    c.take(3)?;
+    Ok((version, c.u64()?))
+}
+
 /// Appends one frame for `rec` at `lsn` to `out`. `rec` must have passed [`check_record`].
 pub(crate) fn encode_frame(lsn: u64, rec: &Record, out: &mut Vec<u8>) {
     let start = out.len();
@@ -369,6 +383,10 @@ mod tests {
         assert_eq!(scan.valid_bytes, (SEGMENT_HEADER_BYTES + whole) as u64);
         assert!(scan.torn());
         assert_eq!(decode_value("a", &encode_value(&rec("a", 1)))?, rec("a", 1));
+        assert_eq!(
+            decode_value_head("a", &encode_value(&rec("a", 4)))?,
+            (4, 123)
+        );
         Ok(())
     }
 }
