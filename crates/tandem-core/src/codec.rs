@@ -22,20 +22,11 @@ pub enum CodecError {
     Invariant(String),
 }
 
-/// Encodes `tx` (after checking its invariants) into `buf`, which is cleared first.
-pub fn encode_into(tx: &Transaction, buf: &mut Vec<u8>) -> Result<(), CodecError> {
-    tx.check().map_err(CodecError::Invariant)?;
-    buf.clear();
-    buf.push(FORMAT_VERSION);
-    let body = postcard::to_extend(tx, std::mem::take(buf))?;
-    *buf = body;
-    Ok(())
-}
-
+/// Encodes `tx` after checking its invariants.
 pub fn encode(tx: &Transaction) -> Result<Vec<u8>, CodecError> {
-    let mut buf = Vec::with_capacity(256);
-    encode_into(tx, &mut buf)?;
-    Ok(buf)
+    tx.check().map_err(CodecError::Invariant)?;
+    // postcard writes a u8 as one byte, so the tuple is exactly `[version][body]`.
+    Ok(postcard::to_allocvec(&(FORMAT_VERSION, tx))?)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Transaction, CodecError> {

@@ -47,8 +47,13 @@ impl Coordinator {
     }
 }
 
+/// Branch ids as DTM numbers them: "01", "02", …
 fn branch_id(k: usize) -> String {
-    format!("{:02}", k + 1)
+    const SMALL: [&str; 9] = ["01", "02", "03", "04", "05", "06", "07", "08", "09"];
+    match SMALL.get(k) {
+        Some(s) => (*s).to_string(),
+        None => format!("{:02}", k + 1),
+    }
 }
 
 impl<'a> SagaBuilder<'a> {

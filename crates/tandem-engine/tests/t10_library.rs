@@ -6,6 +6,8 @@
 //! never started, retries that never stop, a parked transaction lost across a restart, a
 //! resubmitted gid running twice.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,10 +18,12 @@ use tandem_engine::{
     BranchError, CallRequest, Coordinator, EngineConfig, EngineError, Resource, SagaStep, Vote,
 };
 
+type Answers = VecDeque<Result<(), BranchError>>;
+
 /// A participant whose answers are scripted per op; records every call.
 #[derive(Default)]
 struct Scripted {
-    script: Mutex<HashMap<(String, &'static str), VecDeque<Result<(), BranchError>>>>,
+    script: Mutex<HashMap<(String, &'static str), Answers>>,
     calls: Mutex<Vec<String>>,
 }
 

@@ -496,5 +496,5 @@ fn t37_crash_around_end() {
 #[test]
 fn t38_crash_in_the_store_sync() {
     crash_at("store-before-sync", ALL, &[1, 3]);
-    crash_at("store-after-sync", ALL, &[2, 5]);
+    crash_at("store-after-sync", ALL, &[2, 3]);
 }

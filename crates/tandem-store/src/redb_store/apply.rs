@@ -16,11 +16,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, TableDefinition, WriteTransaction};
 
 use super::{redb_err, wal, RedbConfig, Shared};
 use crate::{Record, Result, StoreError};
@@ -32,8 +32,18 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 /// The layout of the tables above; a store written by another layout is refused.
 pub(crate) const TABLES_FORMAT: u64 = 1;
 
-/// Most records the applier puts in one redb transaction.
+/// Most distinct transactions the applier holds before putting them in redb.
 const APPLY_RECORDS_MAX: usize = 32_768;
+/// How long the applier gathers records before putting them in redb. Most transactions
+/// are written several times within this window and end in it, so gathering (newest
+/// version per gid) turns several b-tree upserts, and the `open` insert and delete, into
+/// one insert. The overlay serves reads meanwhile.
+const APPLY_EVERY: Duration = Duration::from_millis(5);
+/// How long an unfinished transaction's newest record waits for a newer one before it is
+/// applied anyway. Most transactions end well within it, and are then applied once.
+const UNFINISHED_HOLD: Duration = Duration::from_millis(500);
+/// Overlay entries removed per lock acquisition after an apply.
+const OVERLAY_CHUNK: usize = 64;
 
 pub(crate) fn created_key(created_ms: u64, gid: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + gid.len());
@@ -65,28 +75,42 @@ pub(crate) fn upsert<'a>(
     newest.sort_unstable_by_key(|(gid, _)| *gid);
     let mut held = Vec::with_capacity(newest.len());
     for (gid, rec) in newest {
-        let old = match tx.get(gid).map_err(redb_err)? {
-            Some(v) => Some(wal::decode_value_head(gid, v.value())?),
+        // One descent: insert, and look at what it replaced.
+        let value = wal::encode_value(rec);
+        let old = match tx.insert(gid, value.as_slice()).map_err(redb_err)? {
+            Some(v) => {
+                let bytes = v.value().to_vec();
+                let head = wal::decode_value_head(gid, &bytes)?;
+                Some((head, bytes))
+            }
             None => None,
         };
-        if let Some((old_version, old_created)) = old {
-            if old_version >= rec.version {
-                held.push((gid, old_version));
+        if let Some(((old_version, old_created), old_bytes)) = &old {
+            if *old_version >= rec.version {
+                // A replay of something older than what redb holds: put it back.
+                tx.insert(gid, old_bytes.as_slice()).map_err(redb_err)?;
+                held.push((gid, *old_version));
                 continue;
             }
-            if old_created != rec.created_at.0 {
+            if *old_created != rec.created_at.0 {
                 by_created
-                    .remove(created_key(old_created, gid).as_slice())
+                    .remove(created_key(*old_created, gid).as_slice())
                     .map_err(redb_err)?;
             }
         }
-        tx.insert(gid, wal::encode_value(rec).as_slice())
-            .map_err(redb_err)?;
-        by_created
-            .insert(created_key(rec.created_at.0, gid).as_slice(), ())
-            .map_err(redb_err)?;
+        if old
+            .as_ref()
+            .is_none_or(|((_, created), _)| *created != rec.created_at.0)
+        {
+            by_created
+                .insert(created_key(rec.created_at.0, gid).as_slice(), ())
+                .map_err(redb_err)?;
+        }
         if rec.is_final() {
-            open.remove(gid).map_err(redb_err)?;
+            // `open` only ever holds gids that `tx` holds: nothing to remove for a new one.
+            if old.is_some() {
+                open.remove(gid).map_err(redb_err)?;
+            }
         } else {
             open.insert(gid, ()).map_err(redb_err)?;
         }
@@ -122,6 +146,65 @@ pub(crate) fn delete_segments_through(wal_dir: &std::path::Path, lsn: u64) -> Re
     Ok(())
 }
 
+/// Records received from the writer and not yet in redb, newest version per gid. Final
+/// records are applied at the next tick; unfinished ones are held (up to
+/// [`UNFINISHED_HOLD`]) since a newer version usually follows, so each short transaction
+/// costs redb one upsert instead of one per record.
+#[derive(Default)]
+struct Pending {
+    finals: HashMap<String, Arc<Record>>,
+    unfinished: HashMap<String, Arc<Record>>,
+    /// Arrival order of unfinished gids, for the hold timeout (may hold stale entries).
+    arrivals: std::collections::VecDeque<(Instant, String)>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.finals.len() + self.unfinished.len()
+    }
+
+    fn add(&mut self, rec: Arc<Record>) {
+        let newest = |m: &HashMap<String, Arc<Record>>| m.get(rec.gid.as_str()).map(|r| r.version);
+        if newest(&self.finals)
+            .max(newest(&self.unfinished))
+            .is_some_and(|v| v >= rec.version)
+        {
+            return;
+        }
+        if rec.is_final() {
+            self.unfinished.remove(rec.gid.as_str());
+            self.finals.insert(rec.gid.clone(), rec);
+        } else if self
+            .unfinished
+            .insert(rec.gid.clone(), rec.clone())
+            .is_none()
+        {
+            self.arrivals.push_back((Instant::now(), rec.gid.clone()));
+        }
+    }
+
+    /// What to apply now.
+    fn take(&mut self, all: bool) -> Vec<Arc<Record>> {
+        let mut out: Vec<Arc<Record>> = self.finals.drain().map(|(_, r)| r).collect();
+        if all {
+            out.extend(self.unfinished.drain().map(|(_, r)| r));
+            self.arrivals.clear();
+            return out;
+        }
+        while let Some((at, _)) = self.arrivals.front() {
+            if at.elapsed() < UNFINISHED_HOLD {
+                break;
+            }
+            if let Some((_, gid)) = self.arrivals.pop_front() {
+                if let Some(r) = self.unfinished.remove(&gid) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+}
+
 pub(crate) enum ApplyMsg {
     /// Records durable in the log, in lsn order, ending at `last_lsn`.
     Batch {
@@ -140,6 +223,10 @@ pub(crate) struct Applier {
     wal_dir: PathBuf,
     checkpoint_every: Duration,
     checkpoint_bytes: u64,
+    /// Newest version per gid received from the writer, not yet in redb.
+    pending: Pending,
+    /// Highest lsn received; `applied_lsn` catches up when all of `pending` is applied.
+    received_lsn: u64,
     applied_lsn: u64,
     checkpoint_lsn: u64,
     last_checkpoint: Instant,
@@ -163,6 +250,8 @@ impl Applier {
             wal_dir,
             checkpoint_every: Duration::from_millis(cfg.checkpoint_ms),
             checkpoint_bytes: cfg.checkpoint_bytes,
+            pending: Pending::default(),
+            received_lsn: checkpoint_lsn,
             applied_lsn: checkpoint_lsn,
             checkpoint_lsn,
             last_checkpoint: Instant::now(),
@@ -172,79 +261,107 @@ impl Applier {
     }
 
     pub fn run(mut self) {
-        let mut pending: Vec<Arc<Record>> = Vec::new();
+        let mut last_apply = Instant::now();
         loop {
-            let wait = self
+            let until_checkpoint = self
                 .checkpoint_every
                 .saturating_sub(self.last_checkpoint.elapsed());
-            let mut stop = None;
-            match self.rx.recv_timeout(wait) {
-                Ok(msg) => {
-                    let mut msg = Some(msg);
-                    while let Some(m) = msg.take() {
-                        match m {
-                            ApplyMsg::Batch {
-                                recs,
-                                last_lsn,
-                                bytes,
-                            } => {
-                                pending.extend(recs);
-                                self.applied_lsn = self.applied_lsn.max(last_lsn);
-                                self.bytes_since_checkpoint += bytes;
-                            }
-                            ApplyMsg::Stop(reply) => {
-                                stop = Some(reply);
-                                break;
-                            }
+            // Busy: sleep, then take whatever arrived (the writer's sends then never have to
+            // wake this thread). Idle: block until the first batch or the checkpoint is due.
+            let msg = if self.pending.len() > 0 {
+                std::thread::sleep(
+                    until_checkpoint.min(APPLY_EVERY.saturating_sub(last_apply.elapsed())),
+                );
+                self.rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                self.rx.recv_timeout(until_checkpoint)
+            };
+            let mut next = Some(msg);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Ok(ApplyMsg::Batch {
+                        recs,
+                        last_lsn,
+                        bytes,
+                    }) => {
+                        for rec in recs {
+                            self.pending.add(rec);
                         }
-                        if pending.len() < APPLY_RECORDS_MAX {
-                            msg = self.rx.try_recv().ok();
+                        self.received_lsn = self.received_lsn.max(last_lsn);
+                        self.bytes_since_checkpoint += bytes;
+                        if self.pending.len() < APPLY_RECORDS_MAX {
+                            next = self.rx.try_recv().ok().map(Ok);
                         }
                     }
-                    self.apply(&mut pending);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.checkpoint();
-                    return;
+                    Ok(ApplyMsg::Stop(reply)) => {
+                        let result = self.checkpoint();
+                        let _ = reply.send(result);
+                        return;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        let _ = self.checkpoint();
+                        return;
+                    }
                 }
             }
-            if let Some(reply) = stop {
-                let result = self.checkpoint();
-                let _ = reply.send(result);
-                return;
+            if self.pending.len() >= APPLY_RECORDS_MAX {
+                self.apply(true);
+                last_apply = Instant::now();
+            } else if last_apply.elapsed() >= APPLY_EVERY {
+                self.apply(false);
+                last_apply = Instant::now();
             }
             if self.last_checkpoint.elapsed() >= self.checkpoint_every
                 || self.bytes_since_checkpoint >= self.checkpoint_bytes
             {
                 // A failed checkpoint is retried at the next one; the log keeps the records.
                 let _ = self.checkpoint();
+                last_apply = Instant::now();
             }
         }
     }
 
-    fn apply(&mut self, pending: &mut Vec<Arc<Record>>) {
-        if pending.is_empty() || self.failed {
-            pending.clear();
+    /// Moves pending records into redb (one `Durability::None` transaction): every one when
+    /// `all`, else the final ones and those pending longer than [`UNFINISHED_HOLD`].
+    fn apply(&mut self, all: bool) {
+        if self.failed {
+            self.pending = Pending::default();
+            return;
+        }
+        let batch = self.pending.take(all);
+        if batch.is_empty() {
+            if all {
+                self.applied_lsn = self.received_lsn;
+            }
             return;
         }
         let held = (|| {
             let mut wtx = self.db.begin_write().map_err(redb_err)?;
             wtx.set_durability(Durability::None).map_err(redb_err)?;
-            let held: Vec<(String, u64)> = upsert(&wtx, pending.iter().map(|r| &**r))?
+            let held: Vec<(String, u64)> = upsert(&wtx, batch.iter().map(|r| &**r))?
                 .into_iter()
                 .map(|(g, v)| (g.to_string(), v))
                 .collect();
             wtx.commit().map_err(redb_err)?;
             Ok::<_, StoreError>(held)
         })();
-        pending.clear();
         match held {
             Ok(held) => {
-                let mut overlay = self.shared.overlay();
-                for (gid, version) in held {
-                    if overlay.get(&gid).is_some_and(|r| r.version <= version) {
-                        overlay.remove(&gid);
+                if all {
+                    self.applied_lsn = self.received_lsn;
+                }
+                // In small chunks: the writer and every reader take this lock, and must not
+                // wait behind thousands of removals.
+                for chunk in held.chunks(OVERLAY_CHUNK) {
+                    let mut overlay = self.shared.overlay();
+                    for (gid, version) in chunk {
+                        if overlay.get(gid).is_some_and(|r| r.version <= *version) {
+                            overlay.remove(gid);
+                        }
                     }
                 }
             }
@@ -258,6 +375,8 @@ impl Applier {
     }
 
     fn checkpoint(&mut self) -> Result<()> {
+        // The checkpoint may only cover what redb holds: apply what is pending first.
+        self.apply(true);
         self.last_checkpoint = Instant::now();
         if self.failed {
             return self.shared.check_failed();

@@ -46,6 +46,10 @@ use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
 
 pub use wal::RECORD_BODY_BYTES_MAX;
 
+/// Durable batches queued for the applier (which drains them every few milliseconds); when
+/// full, the writer waits (backpressure).
+const APPLY_QUEUE_BATCHES: usize = 4096;
+
 /// How a [`RedbStore`] batches, syncs and checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedbConfig {
@@ -74,7 +78,7 @@ impl Default for RedbConfig {
             queue_records_max: 16_384,
             lazy_flush_ms: 5,
             checkpoint_ms: 1_000,
-            checkpoint_bytes: 32 << 20,
+            checkpoint_bytes: 64 << 20,
             segment_bytes_max: 64 << 20,
         }
     }
@@ -188,7 +192,7 @@ impl RedbStore {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(cfg.queue_records_max);
         // A few batches in flight to the applier; a slow applier then slows the writer.
-        let (apply_tx, apply_rx) = std::sync::mpsc::sync_channel(64);
+        let (apply_tx, apply_rx) = std::sync::mpsc::sync_channel(APPLY_QUEUE_BATCHES);
         let applier = apply::Applier::new(
             Arc::clone(&db),
             Arc::clone(&shared),
