@@ -3,6 +3,7 @@
 //! non-zero on any failure.
 
 mod bench;
+mod serve;
 mod tx_cmd;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the coordinator server (embedded store in --data-dir).
+    Serve(serve::ServeArgs),
     /// Inspect transactions in a data directory (the coordinator using it must be stopped).
     Tx {
         #[command(subcommand)]
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         match cli.cmd {
+            Cmd::Serve(args) => serve::run(args).await,
             Cmd::Tx { cmd } => tx_cmd::run(cmd).await,
             Cmd::Bench { cmd } => bench::run(cmd).await,
         }

@@ -29,11 +29,24 @@ fn make_data() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = Coordinator::builder().step("bank", std::sync::Arc::new(Step)).open(dir.path()).await.unwrap();
+        let c = Coordinator::builder()
+            .step("bank", std::sync::Arc::new(Step))
+            .open(dir.path())
+            .await
+            .unwrap();
         for i in 0..5 {
-            c.saga(format!("ok-{i}")).step("bank", "x").run().await.unwrap();
+            c.saga(format!("ok-{i}"))
+                .step("bank", "x")
+                .run()
+                .await
+                .unwrap();
         }
-        c.saga("bad-1").step("bank", "x").step("bank", "fail").run().await.unwrap();
+        c.saga("bad-1")
+            .step("bank", "x")
+            .step("bank", "fail")
+            .run()
+            .await
+            .unwrap();
         c.close().await.unwrap();
     });
     dir
@@ -41,7 +54,13 @@ fn make_data() -> tempfile::TempDir {
 
 #[test]
 fn help_names_the_commands() {
-    let out = tandem().arg("--help").assert().success().get_output().stdout.clone();
+    let out = tandem()
+        .arg("--help")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
     for word in ["tx", "bench"] {
         assert!(text.contains(word), "--help should mention {word}: {text}");
@@ -52,10 +71,22 @@ fn help_names_the_commands() {
 fn list_filter_page_and_show() {
     let dir = make_data();
     let d = dir.path().to_str().unwrap();
-    let out = tandem().args(["tx", "list", "--data-dir", d]).assert().success().get_output().stdout.clone();
+    let out = tandem()
+        .args(["tx", "list", "--data-dir", d])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 7, "header + 6 transactions: {text}");
-    let out = tandem().args(["tx", "list", "--data-dir", d, "--status", "failed"]).assert().success().get_output().stdout.clone();
+    let out = tandem()
+        .args(["tx", "list", "--data-dir", d, "--status", "failed"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("bad-1") && !text.contains("ok-1"), "{text}");
 
@@ -81,10 +112,25 @@ fn list_filter_page_and_show() {
         .collect();
     assert_eq!(gids.len(), 6);
 
-    let out = tandem().args(["tx", "show", "bad-1", "--data-dir", d]).assert().success().get_output().stdout.clone();
+    let out = tandem()
+        .args(["tx", "show", "bad-1", "--data-dir", d])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("status    failed") && text.contains("compensate"), "{text}");
-    let out = tandem().args(["tx", "show", "bad-1", "--data-dir", d, "--json"]).assert().success().get_output().stdout.clone();
+    assert!(
+        text.contains("status    failed") && text.contains("compensate"),
+        "{text}"
+    );
+    let out = tandem()
+        .args(["tx", "show", "bad-1", "--data-dir", d, "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["status"], "failed");
     assert_eq!(v["branches"].as_array().unwrap().len(), 4);
@@ -94,10 +140,32 @@ fn list_filter_page_and_show() {
 fn clear_errors() {
     let dir = make_data();
     let d = dir.path().to_str().unwrap();
-    let err = tandem().args(["tx", "show", "nope", "--data-dir", d]).assert().failure().get_output().stderr.clone();
-    assert!(String::from_utf8(err).unwrap().contains("no transaction \"nope\""));
-    let err = tandem().args(["tx", "list", "--data-dir", "/nonexistent/x"]).assert().failure().get_output().stderr.clone();
-    assert!(String::from_utf8(err).unwrap().contains("no data directory"));
-    let err = tandem().args(["tx", "list", "--data-dir", d, "--status", "weird"]).assert().failure().get_output().stderr.clone();
+    let err = tandem()
+        .args(["tx", "show", "nope", "--data-dir", d])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8(err)
+        .unwrap()
+        .contains("no transaction \"nope\""));
+    let err = tandem()
+        .args(["tx", "list", "--data-dir", "/nonexistent/x"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8(err)
+        .unwrap()
+        .contains("no data directory"));
+    let err = tandem()
+        .args(["tx", "list", "--data-dir", d, "--status", "weird"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
     assert!(String::from_utf8(err).unwrap().contains("unknown status"));
 }

@@ -1,0 +1,231 @@
+//! Branch calls over HTTP, with DTM's conventions, so existing DTM participants work as
+//! they are.
+//!
+//! - POST with the payload as the JSON body; GET when there is no payload.
+//! - Query string: `gid`, `trans_type`, `branch_id`, `op` (DTM's op names).
+//! - Answer: 2xx = success; 409, or a body containing `FAILURE` = business failure;
+//!   425, or a body containing `ONGOING` = not yet; anything else, a timeout or a refused
+//!   connection = unknown, retried with backoff by the engine.
+//! - `branch_headers` are passed through; every call carries a W3C `traceparent`.
+//! - An empty URL is a no-op that succeeds (DTM's convention, used to measure coordinator
+//!   overhead alone).
+//!
+//! One pooled keep-alive client serves every call; answers are read up to
+//! [`ANSWER_BYTES_MAX`] (a participant cannot make the coordinator buffer without bound).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tandem_core::{CallOutcome, Op, TxKind};
+use tandem_engine::{CallRequest, CallResult, Transport};
+
+/// Most bytes of a participant's answer that are read.
+pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
+
+pub struct HttpTransport {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpTransport {
+    fn default() -> Self {
+        HttpTransport::new()
+    }
+}
+
+impl HttpTransport {
+    pub fn new() -> HttpTransport {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        HttpTransport { client }
+    }
+}
+
+/// DTM's `trans_type` for a call.
+pub fn trans_type(kind: TxKind, op: Op) -> &'static str {
+    match (kind, op) {
+        (TxKind::Saga, _) => "saga",
+        (TxKind::Msg, _) => "msg",
+        (TxKind::Tcc, Op::Commit | Op::Rollback) => "xa",
+        (TxKind::Tcc, _) => "tcc",
+        (TxKind::TwoPc, _) => "xa",
+    }
+}
+
+/// DTM's name for an op on the wire.
+pub fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Msg => "action",
+        other => other.as_str(),
+    }
+}
+
+fn encode_query(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL a branch call goes to: the target plus DTM's query parameters.
+pub fn call_url(req: &CallRequest) -> String {
+    let sep = if req.target.contains('?') { '&' } else { '?' };
+    let (branch_id, op) = match req.op {
+        Op::QueryPrepared => ("", ""),
+        op => (req.branch_id.as_str(), op_name(op)),
+    };
+    format!(
+        "{}{sep}gid={}&trans_type={}&branch_id={}&op={}",
+        req.target,
+        encode_query(&req.gid),
+        trans_type(req.kind, req.op),
+        encode_query(branch_id),
+        op
+    )
+}
+
+/// A `traceparent` for the call: the trace id from the gid (so every call of one
+/// transaction shares a trace), a fresh span id per call.
+pub fn traceparent(gid: &str, branch_id: &str, op: Op) -> String {
+    let h = |seed: u64, s: &str| {
+        let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+        for b in s.bytes() {
+            x ^= u64::from(b);
+            x = x.wrapping_mul(0x0100_0000_01b3);
+        }
+        x
+    };
+    let trace = format!("{:016x}{:016x}", h(1, gid), h(2, gid));
+    let span = h(3, &format!("{gid}/{branch_id}/{}", op.as_str())) | 1;
+    format!("00-{trace}-{span:016x}-01")
+}
+
+/// Classifies an HTTP answer the way DTM does.
+pub fn classify(status: u16, body: &[u8]) -> CallOutcome {
+    let text = String::from_utf8_lossy(body);
+    if status == 409 || text.contains("FAILURE") {
+        return CallOutcome::Failure(format!("HTTP {status}: {}", snippet(&text)));
+    }
+    if status == 425 || text.contains("ONGOING") {
+        return CallOutcome::Ongoing;
+    }
+    if (200..300).contains(&status) {
+        return CallOutcome::Success;
+    }
+    CallOutcome::Error(format!("HTTP {status}: {}", snippet(&text)))
+}
+
+fn snippet(text: &str) -> String {
+    let t = text.trim();
+    if t.len() <= 200 {
+        t.to_string()
+    } else {
+        let mut end = 200;
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &t[..end])
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn call(&self, req: CallRequest) -> CallResult {
+        if req.target.is_empty() {
+            return CallOutcome::Success.into();
+        }
+        let url = call_url(&req);
+        let method = if req.payload.is_empty() {
+            hyper::Method::GET
+        } else {
+            hyper::Method::POST
+        };
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .header("traceparent", traceparent(&req.gid, &req.branch_id, req.op));
+        if !req.payload.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (k, v) in req.headers.iter() {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let request = match builder.body(Full::new(Bytes::from(req.payload))) {
+            Ok(r) => r,
+            Err(e) => return CallOutcome::Error(format!("bad request to {url}: {e}")).into(),
+        };
+        let response = match self.client.request(request).await {
+            Ok(r) => r,
+            Err(e) => return CallOutcome::Error(format!("{}: {e}", req.target)).into(),
+        };
+        let status = response.status().as_u16();
+        let body = match Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return CallResult {
+                    outcome: CallOutcome::Error(format!("reading the answer: {e}")),
+                    code: Some(status),
+                }
+            }
+        };
+        CallResult {
+            outcome: classify(status, &body),
+            code: Some(status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_follows_dtm() {
+        assert_eq!(
+            classify(200, b"{\"dtm_result\":\"SUCCESS\"}"),
+            CallOutcome::Success
+        );
+        assert!(matches!(
+            classify(200, b"{\"dtm_result\":\"FAILURE\"}"),
+            CallOutcome::Failure(_)
+        ));
+        assert!(matches!(classify(409, b""), CallOutcome::Failure(_)));
+        assert_eq!(classify(425, b""), CallOutcome::Ongoing);
+        assert_eq!(classify(200, b"ONGOING"), CallOutcome::Ongoing);
+        assert!(matches!(classify(500, b"oops"), CallOutcome::Error(_)));
+        assert!(matches!(classify(404, b""), CallOutcome::Error(_)));
+    }
+
+    #[test]
+    fn traceparent_is_w3c_shaped() {
+        let t = traceparent("g1", "01", Op::Action);
+        let parts: Vec<&str> = t.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2].len(), parts[3]),
+            ("00", 32, 16, "01")
+        );
+        assert_eq!(
+            traceparent("g1", "02", Op::Action)[..35],
+            t[..35],
+            "one trace per transaction"
+        );
+    }
+}

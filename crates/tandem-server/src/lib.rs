@@ -1,0 +1,118 @@
+//! # tandem-server: the coordinator as an HTTP service
+//!
+//! `tandem serve` runs this: one [`tandem_engine::Coordinator`] on the embedded store, with
+//! HTTP branch calls ([`http_transport`]), behind two APIs on one port:
+//! - [`v1`]: the native JSON API, described by the OpenAPI document at `/v1/openapi.json`;
+//! - [`dtm`]: DTM's HTTP protocol under `/api/dtmsvr` (and `/api/ping`), so existing DTM
+//!   clients work unchanged.
+//!
+//! Every request body is bounded (`body_bytes_max`); a client's mistake gets a 4xx with a
+//! JSON body naming the problem, never a 500; shutdown (SIGTERM/SIGINT) stops accepting,
+//! lets in-flight work finish up to a deadline, then flushes and closes the log.
+
+pub mod config;
+pub mod dtm;
+pub mod error;
+pub mod http_transport;
+pub mod v1;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tandem_engine::{Coordinator, EngineConfig};
+use tandem_store::redb_store::RedbConfig;
+
+pub use config::{ConfigLayer, ServerConfig};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub coord: Coordinator,
+    pub cfg: Arc<ServerConfig>,
+}
+
+/// Opens the coordinator (recovering the log) for `cfg`.
+pub async fn open_coordinator(
+    cfg: &ServerConfig,
+) -> Result<Coordinator, tandem_engine::EngineError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| tandem_engine::EngineError::Store(e.into()))?;
+    Coordinator::builder()
+        .config(EngineConfig {
+            active_max: cfg.active_max,
+            request_timeout: cfg.request_timeout,
+            node_name: cfg.node_name.clone(),
+            ..EngineConfig::default()
+        })
+        .redb_config(RedbConfig::default())
+        .transport(Arc::new(http_transport::HttpTransport::new()))
+        .open(&cfg.data_dir)
+        .await
+}
+
+/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, with the body limit.
+pub fn router(state: AppState) -> Router {
+    let limit = state.cfg.body_bytes_max;
+    Router::new()
+        .merge(v1::routes())
+        .merge(dtm::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then drains: stop accepting, let in-flight requests and
+/// branch calls run up to `shutdown_grace`, flush and close the log.
+pub async fn serve(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow_like::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    serve_on(listener, cfg, shutdown).await
+}
+
+/// As [`serve`], on a listener the caller bound (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow_like::Result<()> {
+    let coord = open_coordinator(&cfg).await?;
+    let grace = cfg.shutdown_grace;
+    let state = AppState {
+        coord: coord.clone(),
+        cfg: Arc::new(cfg),
+    };
+    let app = router(state);
+    tracing::info!(addr = %listener.local_addr()?, "tandem serving");
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopped_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    // Once shutdown starts, requests in flight get `grace` to finish.
+    let _ = stopped_rx.await;
+    tracing::info!("shutting down: draining requests and branch calls");
+    match tokio::time::timeout(grace, server).await {
+        Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
+        Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
+    }
+    coord.close().await?;
+    tracing::info!("log flushed and closed");
+    Ok(())
+}
+
+/// The server's own error for start-up and shutdown (not request errors: see [`error`]).
+pub mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, Error>;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum Error {
+        #[error("I/O: {0}")]
+        Io(#[from] std::io::Error),
+        #[error(transparent)]
+        Engine(#[from] tandem_engine::EngineError),
+    }
+}

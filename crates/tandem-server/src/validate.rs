@@ -1,0 +1,85 @@
+//! Checks shared by both APIs on what a client submits: branch URLs (http or https only,
+//! optionally an allow-listed host) and branch counts.
+
+use crate::error::ApiError;
+use crate::ServerConfig;
+
+/// An empty URL is allowed (a no-op branch, as in DTM); anything else must be an absolute
+/// `http://` or `https://` URL, with its host on the allow-list when one is configured.
+pub fn branch_url(cfg: &ServerConfig, url: &str) -> Result<(), ApiError> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_url",
+                format!("branch URL {url:?} must start with http:// or https://"),
+            )
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if authority.is_empty()
+        || url.len() > 2048
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            format!("branch URL {url:?} is not a valid URL"),
+        ));
+    }
+    if let Some(allowed) = &cfg.allowed_hosts {
+        let host = if authority.starts_with('[') {
+            authority
+                .split(']')
+                .next()
+                .map(|h| format!("{h}]"))
+                .unwrap_or_default()
+        } else {
+            authority.split(':').next().unwrap_or("").to_string()
+        };
+        if !allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(authority) || a.eq_ignore_ascii_case(&host))
+        {
+            return Err(ApiError::bad_request(
+                "host_not_allowed",
+                format!("branch URL host {authority:?} is not on the allow-list"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn branch_count(cfg: &ServerConfig, n: usize) -> Result<(), ApiError> {
+    if n > cfg.branches_max {
+        return Err(ApiError::bad_request(
+            "too_many_branches",
+            format!("{n} branches; the limit is {}", cfg.branches_max),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let mut cfg = ServerConfig::default();
+        assert!(branch_url(&cfg, "").is_ok());
+        assert!(branch_url(&cfg, "http://127.0.0.1:8080/api/a?x=1").is_ok());
+        assert!(branch_url(&cfg, "https://svc/a").is_ok());
+        assert!(branch_url(&cfg, "ftp://svc/a").is_err());
+        assert!(branch_url(&cfg, "/relative").is_err());
+        assert!(branch_url(&cfg, "http:///nohost").is_err());
+        cfg.allowed_hosts = Some(vec!["svc".into(), "127.0.0.1:9000".into()]);
+        assert!(branch_url(&cfg, "http://svc:1234/a").is_ok());
+        assert!(branch_url(&cfg, "http://127.0.0.1:9000/a").is_ok());
+        assert!(branch_url(&cfg, "http://127.0.0.1:9001/a").is_err());
+        assert!(branch_url(&cfg, "http://evil/a").is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! `tandem serve`: settings from the config file, then `TANDEM_*` environment variables,
+//! then flags; runs until SIGTERM or SIGINT, then shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tandem_server::{ConfigLayer, ServerConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:36789].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the embedded store [default: ./tandem-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML file with any of the settings (see README).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Largest request body, in bytes [default: 1048576].
+    #[arg(long)]
+    body_bytes_max: Option<usize>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| "info".into());
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+    let mut cfg = ServerConfig::default();
+    if let Some(path) = &args.config {
+        cfg = cfg.apply(ConfigLayer::from_file(path)?);
+    }
+    cfg = cfg.apply(ConfigLayer::from_env()?);
+    cfg = cfg.apply(ConfigLayer {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        body_bytes_max: args.body_bytes_max,
+        ..ConfigLayer::default()
+    });
+    let listen = cfg.listen;
+    tandem_server::serve(cfg, shutdown_signal())
+        .await
+        .with_context(|| format!("serving on {listen}"))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
