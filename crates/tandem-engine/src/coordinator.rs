@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
-use crate::driver::{Control, Driver, Outcome, INBOX_MAX};
+use crate::driver::{
+    Control, Driver, Outcome, INBOX_MAX, SHUTDOWN_DRAIN, SHUTDOWN_RUN, SHUTDOWN_STOP,
+};
 use crate::error::{EngineError, Result};
 use crate::participant::{Resource, SagaStep};
 use crate::registry::{Claim, Registry};
@@ -60,7 +62,7 @@ pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) registry: Registry,
     pub(crate) call_permits: Arc<Semaphore>,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<u8>,
     pub(crate) stats: Counters,
 }
 
@@ -145,7 +147,7 @@ impl CoordinatorBuilder {
         let transport = self
             .transport
             .unwrap_or_else(|| Arc::new(self.local.clone()));
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (shutdown_tx, shutdown) = watch::channel(SHUTDOWN_RUN);
         let shared = Arc::new(Shared {
             store,
             transport,
@@ -174,7 +176,7 @@ pub struct Coordinator {
     local: Arc<InProcess>,
     /// Branch targets are in-process participant names (no custom transport).
     local_transport: bool,
-    shutdown_tx: Arc<watch::Sender<bool>>,
+    shutdown_tx: Arc<watch::Sender<u8>>,
 }
 
 /// How long [`Coordinator::begin`] waits before answering.
@@ -229,7 +231,7 @@ impl Coordinator {
     /// started again: its current outcome is answered (idempotent submit).
     pub async fn begin(&self, mut tx: Transaction, wait: Wait) -> Result<Outcome> {
         validate_gid(&tx.gid)?;
-        if *self.shared.shutdown.borrow() {
+        if *self.shared.shutdown.borrow() != SHUTDOWN_RUN {
             return Err(EngineError::ShuttingDown);
         }
         let gid: Arc<str> = Arc::from(tx.gid.as_str());
@@ -317,7 +319,7 @@ impl Coordinator {
     /// Resolves once the event's effects are durable.
     pub async fn send(&self, gid: &str, event: Event) -> Result<()> {
         loop {
-            if *self.shared.shutdown.borrow() {
+            if *self.shared.shutdown.borrow() != SHUTDOWN_RUN {
                 return Err(EngineError::ShuttingDown);
             }
             if let Some(inbox) = self.shared.registry.get(gid) {
@@ -401,17 +403,27 @@ impl Coordinator {
         }
     }
 
-    /// Stops every driver (in-flight calls are abandoned: their transactions resume from the
-    /// log on the next start), then flushes and closes the store.
+    /// Shuts down with a 5-second grace period; see [`Coordinator::close_within`].
     pub async fn close(&self) -> Result<()> {
-        let _ = self.shutdown_tx.send(true);
-        for _ in 0..200 {
+        self.close_within(std::time::Duration::from_secs(5)).await
+    }
+
+    /// Refuses new transactions, lets branch calls already in flight finish (and their
+    /// answers be logged) for up to `grace`, then stops every driver and flushes and closes
+    /// the store. Whatever was unfinished resumes from the log on the next start.
+    pub async fn close_within(&self, grace: std::time::Duration) -> Result<()> {
+        let _ = self.shutdown_tx.send(SHUTDOWN_DRAIN);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.registry.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let _ = self.shutdown_tx.send(SHUTDOWN_STOP);
+        for _ in 0..100 {
             if self.shared.registry.len() == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        drop(self.shared.registry.senders());
         self.shared.store.close().await?;
         Ok(())
     }

@@ -63,6 +63,11 @@ pub(crate) enum Control {
     Wait(oneshot::Sender<Outcome>),
 }
 
+/// Shutdown phases, as published on `Shared::shutdown`.
+pub(crate) const SHUTDOWN_RUN: u8 = 0;
+pub(crate) const SHUTDOWN_DRAIN: u8 = 1;
+pub(crate) const SHUTDOWN_STOP: u8 = 2;
+
 /// Capacity of a driver's inbox.
 pub(crate) const INBOX_MAX: usize = 64;
 
@@ -141,10 +146,19 @@ impl Driver {
 
     async fn event_loop(&mut self) {
         let mut shutdown = self.shared.shutdown.clone();
+        // False once every coordinator handle is gone (nobody can signal shutdown any more).
+        let mut watched = true;
         loop {
-            if self.tx.is_final() || *shutdown.borrow() {
+            // Draining (shutdown began): finish the calls in flight, start nothing new on our
+            // own timer; stopped (the grace period ran out): leave now, the log has the rest.
+            let phase = *shutdown.borrow();
+            if self.tx.is_final()
+                || phase == SHUTDOWN_STOP
+                || (phase == SHUTDOWN_DRAIN && self.calls.is_empty())
+            {
                 return;
             }
+            let draining = phase == SHUTDOWN_DRAIN;
             let sleep = self.wake.map(|at| {
                 let now = self.shared.clock.now();
                 tokio::time::sleep(Duration::from_millis(at.0.saturating_sub(now.0)))
@@ -178,11 +192,14 @@ impl Driver {
                     }
                     None => Ok(()),
                 },
-                _ = sleep, if has_sleep => {
+                _ = sleep, if has_sleep && !draining => {
                     self.wake = None;
                     self.step(Event::Tick).await
                 }
-                _ = shutdown.changed() => Ok(()),
+                changed = shutdown.changed(), if watched => {
+                    watched = changed.is_ok();
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::error!(gid = %self.gid, error = %e, "driver stopped; the transaction resumes from the log on restart");

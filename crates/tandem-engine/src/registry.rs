@@ -84,17 +84,4 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
-
-    pub(crate) fn senders(&self) -> Vec<mpsc::Sender<Control>> {
-        self.shards
-            .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
 }

@@ -500,3 +500,51 @@ async fn t42_concurrent_saga_dag() {
         .all(|b| b.status == BranchStatus::Succeeded));
     c.close().await.unwrap();
 }
+
+/// A step that takes a while and counts its calls.
+struct Slow(std::sync::atomic::AtomicU32);
+
+#[async_trait]
+impl SagaStep for Slow {
+    async fn action(&self, _: &CallRequest) -> Result<(), BranchError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+    async fn compensate(&self, _: &CallRequest) -> Result<(), BranchError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn t32_close_lets_in_flight_calls_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Arc::new(Slow(std::sync::atomic::AtomicU32::new(0)));
+    let open = || {
+        Coordinator::builder()
+            .step("slow", slow.clone())
+            .open(dir.path())
+    };
+    let c = open().await.unwrap();
+    c.saga("slow-1").step("slow", "1").submit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    c.close_within(Duration::from_secs(2)).await.unwrap();
+    // New work is refused once closing began.
+    assert!(matches!(
+        c.saga("late").step("slow", "1").submit().await,
+        Err(EngineError::ShuttingDown)
+    ));
+    let c = open().await.unwrap();
+    let tx = c.get("slow-1").await.unwrap().unwrap();
+    assert_eq!(
+        tx.status,
+        TxStatus::Succeeded,
+        "the call in flight finished and was logged"
+    );
+    assert_eq!(
+        slow.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not called again after the restart"
+    );
+    c.close().await.unwrap();
+}
