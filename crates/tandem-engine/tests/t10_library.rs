@@ -534,6 +534,7 @@ async fn t32_close_lets_in_flight_calls_finish() {
         c.saga("late").step("slow", "1").submit().await,
         Err(EngineError::ShuttingDown)
     ));
+    drop(c); // releases the data directory
     let c = open().await.unwrap();
     let tx = c.get("slow-1").await.unwrap().unwrap();
     assert_eq!(
