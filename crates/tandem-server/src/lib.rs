@@ -99,7 +99,7 @@ pub async fn serve_on(
         Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
         Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
     }
-    coord.close().await?;
+    coord.close_within(grace).await?;
     tracing::info!("log flushed and closed");
     Ok(())
 }
