@@ -1,0 +1,78 @@
+//! The OpenAPI 3 document of `/v1`, generated from the handlers' `#[utoipa::path]`
+//! attributes and the request/response types' `ToSchema` derives, so it cannot drift from
+//! the code. Served at `GET /v1/openapi.json`.
+
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+
+use super::model::{
+    FinishRequest, MsgBranchIn, MsgRequest, ParticipantIn, ReasonRequest, SagaRequest, SagaStepIn,
+    TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions,
+};
+use super::view::{
+    AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxSummary,
+    TxView,
+};
+use super::{inspect, protocols};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tandem native API",
+        description = "Sagas, two-phase commit, TCC and transactional messages over HTTP \
+            participants. Errors are `{\"error\":{\"code\",\"message\"}}`; 503 carries Retry-After."
+    ),
+    paths(
+        protocols::create_saga,
+        protocols::create_two_pc,
+        protocols::create_tcc,
+        protocols::register_tcc_branch,
+        protocols::submit_tcc,
+        protocols::abort_tcc,
+        protocols::create_msg,
+        protocols::submit_msg,
+        inspect::list_tx,
+        inspect::get_tx,
+        inspect::retry_tx,
+        inspect::stop_tx,
+        openapi_json,
+    ),
+    components(schemas(
+        TxOptions,
+        SagaStepIn,
+        SagaRequest,
+        ParticipantIn,
+        TwoPcRequest,
+        TccBeginRequest,
+        TccBranchRequest,
+        FinishRequest,
+        MsgBranchIn,
+        MsgRequest,
+        ReasonRequest,
+        TxOutcome,
+        AttemptView,
+        BranchView,
+        HistoryView,
+        TxView,
+        TxSummary,
+        TxPage,
+        ErrorBody,
+        ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => ([("content-type", "application/json")], text).into_response(),
+        Err(e) => crate::error::ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("rendering the OpenAPI document: {e}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,231 @@
+//! What `/v1` answers: transactions, their branches with every remembered attempt, history,
+//! list pages and errors. Times are milliseconds since the Unix epoch (`*_ms`); statuses,
+//! types and ops use the same spelling as the DTM API (`succeed`, `2pc`, `compensate`).
+//!
+//! These types also deserialize, so the `tandem` CLI reads the server's answers with them.
+
+use serde::{Deserialize, Serialize};
+use tandem_core::{AttemptOutcome, Branch, Transaction, TxKind};
+use tandem_engine::Outcome;
+use utoipa::ToSchema;
+
+use super::model::TxOptions;
+
+/// Where a transaction is, as answered by the create, submit and abort endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TxOutcome {
+    pub gid: String,
+    /// saga | 2pc | tcc | msg
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// prepared | submitted | aborting | succeed | failed
+    pub status: String,
+    /// Why automatic progress stopped, when an operator must act.
+    pub parked: Option<String>,
+    pub fail_reason: Option<String>,
+}
+
+impl TxOutcome {
+    pub fn of(kind: TxKind, o: &Outcome) -> TxOutcome {
+        TxOutcome {
+            gid: o.gid.clone(),
+            kind: kind.as_str().into(),
+            status: o.status.as_str().into(),
+            parked: o.parked.clone(),
+            fail_reason: o.fail_reason.clone(),
+        }
+    }
+
+    pub fn of_tx(tx: &Transaction) -> TxOutcome {
+        TxOutcome {
+            gid: tx.gid.clone(),
+            kind: tx.kind.as_str().into(),
+            status: tx.status.as_str().into(),
+            parked: tx.parked.clone(),
+            fail_reason: tx.fail_reason.clone(),
+        }
+    }
+}
+
+/// One call of a branch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AttemptView {
+    pub at_ms: u64,
+    pub latency_us: u64,
+    /// success | read_only | failure | ongoing | error
+    pub outcome: String,
+    /// HTTP status code of the answer, when there was one.
+    pub code: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// One (branch id, op) of a transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BranchView {
+    pub branch_id: String,
+    /// action | compensate | confirm | cancel | prepare | commit | rollback |
+    /// commit_one_phase | msg | query_prepared
+    pub op: String,
+    pub url: String,
+    /// The JSON body sent (a string when it is not JSON; null when empty).
+    pub payload: serde_json::Value,
+    /// prepared (not called yet) | running | succeed | failed | skipped
+    pub status: String,
+    /// Calls made so far.
+    pub attempts: u32,
+    /// When the next call is due.
+    pub next_at_ms: Option<u64>,
+    /// The newest attempts, oldest first (at most 8).
+    pub recent: Vec<AttemptView>,
+}
+
+/// An operator action or notable event, with its reason.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct HistoryView {
+    pub at_ms: u64,
+    pub what: String,
+    pub reason: String,
+}
+
+/// A transaction with everything it carries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TxView {
+    pub gid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub parked: Option<String>,
+    pub fail_reason: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub query_prepared: Option<String>,
+    pub options: TxOptions,
+    pub branches: Vec<BranchView>,
+    pub history: Vec<HistoryView>,
+    /// Grows with every durable change.
+    pub version: u64,
+}
+
+/// One line of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TxSummary {
+    pub gid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub parked: Option<String>,
+    pub fail_reason: Option<String>,
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub branch_count: usize,
+}
+
+/// One page of `GET /v1/transactions`, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TxPage {
+    pub transactions: Vec<TxSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The error body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: e.g. `malformed_json`, `invalid_body`, `invalid_gid`,
+    /// `gid_exists`, `body_too_large`, `too_many_branches`, `invalid_url`,
+    /// `host_not_allowed`, `not_found`, `wrong_type`, `wrong_status`, `busy`.
+    pub code: String,
+    /// For people: what was wrong.
+    pub message: String,
+}
+
+pub fn outcome_name(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Success => "success",
+        AttemptOutcome::ReadOnly => "read_only",
+        AttemptOutcome::Failure => "failure",
+        AttemptOutcome::Ongoing => "ongoing",
+        AttemptOutcome::Error => "error",
+    }
+}
+
+/// A payload as JSON when it is JSON, as a string otherwise, null when empty.
+pub fn payload_value(bytes: &[u8]) -> serde_json::Value {
+    if bytes.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into()))
+}
+
+fn branch_view(b: &Branch) -> BranchView {
+    BranchView {
+        branch_id: b.branch_id.clone(),
+        op: b.op.as_str().into(),
+        url: b.target.clone(),
+        payload: payload_value(&b.payload),
+        status: b.status.as_str().into(),
+        attempts: b.attempts,
+        next_at_ms: b.next_at.map(|t| t.0),
+        recent: b
+            .recent
+            .iter()
+            .map(|a| AttemptView {
+                at_ms: a.at.0,
+                latency_us: a.latency_us,
+                outcome: outcome_name(a.outcome).into(),
+                code: a.code,
+                error: a.error.clone(),
+            })
+            .collect(),
+    }
+}
+
+impl From<&Transaction> for TxView {
+    fn from(tx: &Transaction) -> TxView {
+        TxView {
+            gid: tx.gid.clone(),
+            kind: tx.kind.as_str().into(),
+            status: tx.status.as_str().into(),
+            parked: tx.parked.clone(),
+            fail_reason: tx.fail_reason.clone(),
+            created_at_ms: tx.created_at.0,
+            updated_at_ms: tx.updated_at.0,
+            finished_at_ms: tx.finished_at.map(|t| t.0),
+            query_prepared: tx.query_prepared.clone(),
+            options: TxOptions::from(&tx.options),
+            branches: tx.branches.iter().map(branch_view).collect(),
+            history: tx
+                .history
+                .iter()
+                .map(|h| HistoryView {
+                    at_ms: h.at.0,
+                    what: h.what.clone(),
+                    reason: h.reason.clone(),
+                })
+                .collect(),
+            version: tx.version,
+        }
+    }
+}
+
+impl From<&Transaction> for TxSummary {
+    fn from(tx: &Transaction) -> TxSummary {
+        TxSummary {
+            gid: tx.gid.clone(),
+            kind: tx.kind.as_str().into(),
+            status: tx.status.as_str().into(),
+            parked: tx.parked.clone(),
+            fail_reason: tx.fail_reason.clone(),
+            created_at_ms: tx.created_at.0,
+            finished_at_ms: tx.finished_at.map(|t| t.0),
+            branch_count: tx.branches.len(),
+        }
+    }
+}
