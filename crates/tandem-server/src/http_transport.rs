@@ -1,8 +1,10 @@
 //! Branch calls over HTTP, with DTM's conventions, so existing DTM participants work as
 //! they are.
 //!
-//! - POST with the payload as the JSON body; GET when there is no payload.
-//! - Query string: `gid`, `trans_type`, `branch_id`, `op` (DTM's op names).
+//! - POST with the payload as the JSON body; GET when there is no payload (xa phase 2 is
+//!   always POST, as DTM does).
+//! - Query string: `gid`, `trans_type`, `branch_id`, `op` (DTM's op names; a msg's
+//!   query-prepared check is branch `00`, op `msg`).
 //! - Answer: 2xx = success; 409, or a body containing `FAILURE` = business failure;
 //!   425, or a body containing `ONGOING` = not yet; anything else, a timeout or a refused
 //!   connection = unknown, retried with backoff by the engine.
@@ -85,7 +87,8 @@ fn encode_query(v: &str) -> String {
 pub fn call_url(req: &CallRequest) -> String {
     let sep = if req.target.contains('?') { '&' } else { '?' };
     let (branch_id, op) = match req.op {
-        Op::QueryPrepared => ("", ""),
+        // DTM asks the sender's check as branch "00", op "msg" (dtmcli's barrier uses the same).
+        Op::QueryPrepared => ("00", "msg"),
         op => (req.branch_id.as_str(), op_name(op)),
     };
     format!(
@@ -149,7 +152,7 @@ impl Transport for HttpTransport {
             return CallOutcome::Success.into();
         }
         let url = call_url(&req);
-        let method = if req.payload.is_empty() {
+        let method = if req.payload.is_empty() && trans_type(req.kind, req.op) != "xa" {
             hyper::Method::GET
         } else {
             hyper::Method::POST

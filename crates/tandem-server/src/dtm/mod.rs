@@ -1,9 +1,45 @@
-//! DTM's HTTP protocol (v1.19) under `/api/dtmsvr`, and `/api/ping`.
+//! DTM's HTTP protocol (v1.19) under `/api/dtmsvr`, and `/api/ping`, so that existing DTM
+//! clients (Go, Java, Python, Node, PHP, C#) work against Tandem unchanged.
+//!
+//! ```text
+//!  client ──prepare/submit/abort/registerBranch──► handlers ──► Coordinator (durable)
+//!         ◄── 200 SUCCESS | 409 FAILURE | 425 ONGOING | 4xx {message, error} ──
+//! ```
+//!
+//! - [`request`]: parsing and checking DTM bodies, mapping them onto the core's model;
+//! - [`handlers`]: the transaction endpoints; [`admin`]: `query`, `all`, `newGid`, `version`;
+//! - [`reply`]: DTM's answer shapes; [`view`]: DTM's shape of a stored transaction.
+//!
+//! Deliberate differences from DTM are listed in `docs/dtm-compat.md`.
 
+pub mod admin;
+pub mod handlers;
+pub mod reply;
+pub mod request;
+pub mod view;
+
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
+    use handlers as h;
     Router::new()
+        .route("/api/ping", any(admin::ping))
+        .route("/api/dtmsvr/version", get(admin::version))
+        .route("/api/dtmsvr/newGid", get(admin::new_gid))
+        .route("/api/dtmsvr/prepare", post(h::prepare))
+        .route("/api/dtmsvr/submit", post(h::submit))
+        .route("/api/dtmsvr/abort", post(h::abort))
+        .route("/api/dtmsvr/forceStop", post(h::force_stop))
+        .route("/api/dtmsvr/registerBranch", post(h::register_branch))
+        .route("/api/dtmsvr/registerXaBranch", post(h::register_branch))
+        .route("/api/dtmsvr/registerTccBranch", post(h::register_branch))
+        .route("/api/dtmsvr/query", get(h::query))
+        .route("/api/dtmsvr/all", get(admin::all))
+        .route(
+            "/api/dtmsvr/resetNextCronTime",
+            post(h::reset_next_cron_time),
+        )
 }

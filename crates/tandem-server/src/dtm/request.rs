@@ -1,0 +1,363 @@
+//! What DTM clients send, parsed strictly enough to refuse mistakes with a 4xx and loosely
+//! enough to accept what real clients send: every field may be missing or `null`, unknown
+//! fields are ignored (dtmcli-py sends `passthrough_headers`, `protocol: null`, …).
+//!
+//! Units follow DTM: `timeout_to_fail`, `request_timeout` and `retry_interval` are seconds.
+//! A DTM transaction maps onto the core's [`Transaction`] as follows:
+//! - saga: `steps[i]` {action, compensate} + `payloads[i]` → branches `2i` (action) and
+//!   `2i+1` (compensate), id `%02d`; `custom_data` `{"concurrent":true,"orders":{"k":[..]}}`
+//!   → `Options::{concurrent, orders}` (DTM's orders are step indexes, 0-based, and name the
+//!   steps that must finish before step `k`, exactly the core's DAG);
+//! - msg: `steps[i].action` → `Op::Msg` branches; `query_prepared` → the check target, asked
+//!   once the message has been `prepared` for `timeout_to_fail` (DTM's default 35 s);
+//! - tcc / xa: a `TxKind::Tcc` with no branches; branches arrive by `registerBranch`.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use tandem_core::{Branch, Op, Options, Timestamp, Transaction, TxKind};
+
+use crate::error::ApiError;
+use crate::{validate, ServerConfig};
+
+/// DTM's `conf.TimeoutToFail`: a tcc, xa or msg transaction left `prepared` this long is
+/// aborted (tcc, xa) or checked through query-prepared (msg).
+pub const DTM_TIMEOUT_TO_FAIL_S: u64 = 35;
+/// Longest option value in seconds accepted (a day); larger values are surely mistakes.
+pub const SECONDS_MAX: u64 = 86_400;
+
+/// DTM's transaction types this API accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmType {
+    Saga,
+    Msg,
+    Tcc,
+    Xa,
+}
+
+impl DtmType {
+    pub fn parse(s: &str) -> Result<DtmType, ApiError> {
+        Ok(match s {
+            "saga" => DtmType::Saga,
+            "msg" => DtmType::Msg,
+            "tcc" => DtmType::Tcc,
+            "xa" => DtmType::Xa,
+            "" => {
+                return Err(ApiError::bad_request(
+                    "invalid_trans_type",
+                    "trans_type is missing",
+                ))
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_trans_type",
+                    format!(
+                        "unknown trans_type {other:?}: expected saga, msg, tcc or xa (workflow is not supported)"
+                    ),
+                ))
+            }
+        })
+    }
+    pub fn kind(self) -> TxKind {
+        match self {
+            DtmType::Saga => TxKind::Saga,
+            DtmType::Msg => TxKind::Msg,
+            DtmType::Tcc | DtmType::Xa => TxKind::Tcc,
+        }
+    }
+}
+
+/// The body of `prepare`, `submit`, `abort`, `forceStop`, `resetNextCronTime`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TransReq {
+    pub gid: Option<String>,
+    pub trans_type: Option<String>,
+    pub steps: Option<Vec<Option<HashMap<String, Option<String>>>>>,
+    pub payloads: Option<Vec<Option<String>>>,
+    pub custom_data: Option<String>,
+    pub query_prepared: Option<String>,
+    pub protocol: Option<String>,
+    pub wait_result: Option<bool>,
+    pub timeout_to_fail: Option<u64>,
+    pub request_timeout: Option<u64>,
+    pub retry_interval: Option<u64>,
+    pub retry_limit: Option<u64>,
+    pub branch_headers: Option<HashMap<String, String>>,
+    pub concurrent: Option<bool>,
+    pub rollback_reason: Option<String>,
+}
+
+/// Parses a JSON body, naming the problem when it is not one.
+pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("bad request body: {e}")))
+}
+
+impl TransReq {
+    pub fn gid(&self) -> Result<&str, ApiError> {
+        let gid = self.gid.as_deref().unwrap_or("");
+        tandem_core::validate_gid(gid)
+            .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
+        Ok(gid)
+    }
+
+    pub fn dtm_type(&self) -> Result<DtmType, ApiError> {
+        DtmType::parse(self.trans_type.as_deref().unwrap_or(""))
+    }
+
+    pub fn wait_result(&self) -> bool {
+        self.wait_result.unwrap_or(false)
+    }
+
+    /// The transaction this request describes, checked (URLs, counts, orders, protocol).
+    pub fn to_transaction(
+        &self,
+        cfg: &ServerConfig,
+        now: Timestamp,
+    ) -> Result<Transaction, ApiError> {
+        let gid = self.gid()?;
+        let ty = self.dtm_type()?;
+        match self.protocol.as_deref() {
+            None | Some("") | Some("http") => {}
+            Some(p) => {
+                return Err(ApiError::bad_request(
+                    "unsupported_protocol",
+                    format!("protocol {p:?} is not supported here; only http"),
+                ))
+            }
+        }
+        let mut options = self.options(ty)?;
+        let steps = self.steps.as_deref().unwrap_or(&[]);
+        validate::branch_count(cfg, steps.len() * 2)?;
+        let payloads = self.payloads.as_deref().unwrap_or(&[]);
+        if payloads.len() > steps.len() {
+            return Err(ApiError::bad_request(
+                "invalid_steps",
+                format!("{} payloads for {} steps", payloads.len(), steps.len()),
+            ));
+        }
+        let mut branches = Vec::with_capacity(steps.len() * 2);
+        for (i, step) in steps.iter().enumerate() {
+            let empty = HashMap::new();
+            let step = step.as_ref().unwrap_or(&empty);
+            let get = |k: &str| step.get(k).and_then(|v| v.as_deref()).unwrap_or("");
+            let payload = match payloads.get(i).and_then(|p| p.as_deref()) {
+                Some(p) => p,
+                None => get("data"),
+            }
+            .as_bytes()
+            .to_vec();
+            let id = format!("{:02}", i + 1);
+            let action = get("action");
+            validate::branch_url(cfg, action)?;
+            match ty {
+                DtmType::Saga => {
+                    let compensate = get("compensate");
+                    validate::branch_url(cfg, compensate)?;
+                    branches.push(Branch::new(id.clone(), Op::Action, action, payload.clone()));
+                    branches.push(Branch::new(id, Op::Compensate, compensate, payload));
+                }
+                DtmType::Msg => {
+                    if action.starts_with("topic://") {
+                        return Err(ApiError::bad_request(
+                            "unsupported_topic",
+                            "msg topics (topic://) are not supported; name the action URL",
+                        ));
+                    }
+                    branches.push(Branch::new(id, Op::Msg, action, payload));
+                }
+                DtmType::Tcc | DtmType::Xa => {
+                    return Err(ApiError::bad_request(
+                        "invalid_steps",
+                        "tcc and xa transactions take branches by registerBranch, not steps",
+                    ))
+                }
+            }
+        }
+        if ty == DtmType::Saga {
+            if steps.is_empty() {
+                return Err(ApiError::bad_request(
+                    "invalid_steps",
+                    "a saga needs at least one step",
+                ));
+            }
+            self.saga_custom(steps.len(), &mut options)?;
+        }
+        let mut tx = Transaction::new(gid, ty.kind(), options, now);
+        tx.branches = branches;
+        tx.custom_data = self.custom_data.clone().filter(|c| !c.is_empty());
+        if ty == DtmType::Msg {
+            if let Some(q) = self.query_prepared.as_deref().filter(|q| !q.is_empty()) {
+                validate::branch_url(cfg, q)?;
+                tx.query_prepared = Some(q.to_string());
+            }
+        }
+        Ok(tx)
+    }
+
+    fn options(&self, ty: DtmType) -> Result<Options, ApiError> {
+        let secs = |name: &str, v: Option<u64>| -> Result<Option<u64>, ApiError> {
+            match v {
+                None | Some(0) => Ok(None),
+                Some(s) if s > SECONDS_MAX => Err(ApiError::bad_request(
+                    "invalid_option",
+                    format!("{name} is {s} seconds; the limit is {SECONDS_MAX}"),
+                )),
+                Some(s) => Ok(Some(s * 1000)),
+            }
+        };
+        let mut o = Options::default();
+        let timeout_to_fail = secs("timeout_to_fail", self.timeout_to_fail)?;
+        match ty {
+            DtmType::Saga => o.timeout_to_fail_ms = timeout_to_fail,
+            DtmType::Tcc | DtmType::Xa => {
+                o.timeout_to_fail_ms = Some(timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000))
+            }
+            DtmType::Msg => {
+                o.query_prepared_after_ms = timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000)
+            }
+        }
+        o.request_timeout_ms = secs("request_timeout", self.request_timeout)?;
+        if let Some(ms) = secs("retry_interval", self.retry_interval)? {
+            o.retry_interval_ms = ms;
+            o.retry_max_ms = o.retry_max_ms.max(ms);
+        }
+        match self.retry_limit {
+            None | Some(0) => {}
+            Some(n) if n > 10_000 => {
+                return Err(ApiError::bad_request(
+                    "invalid_option",
+                    format!("retry_limit {n} is above the maximum 10000"),
+                ))
+            }
+            Some(n) => o.retry_limit = n as u32,
+        }
+        o.wait_result = self.wait_result();
+        if let Some(h) = &self.branch_headers {
+            let mut h: Vec<(String, String)> =
+                h.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            h.sort();
+            for (k, v) in &h {
+                let ok_name = !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+                if !ok_name || v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                    return Err(ApiError::bad_request(
+                        "invalid_option",
+                        format!("branch_headers: {k:?} is not a valid HTTP header"),
+                    ));
+                }
+            }
+            o.branch_headers = h;
+        }
+        Ok(o)
+    }
+
+    /// DTM's saga `custom_data`: `{"concurrent": bool, "orders": {"k": [before k, ...]}}`.
+    fn saga_custom(&self, steps: usize, o: &mut Options) -> Result<(), ApiError> {
+        let Some(raw) = self.custom_data.as_deref().filter(|c| !c.is_empty()) else {
+            return Ok(());
+        };
+        #[derive(Deserialize)]
+        struct SagaCustom {
+            concurrent: Option<bool>,
+            orders: Option<HashMap<String, Option<Vec<usize>>>>,
+        }
+        let bad = |m: String| ApiError::bad_request("invalid_custom_data", m);
+        let c: SagaCustom = serde_json::from_str(raw)
+            .map_err(|e| bad(format!("saga custom_data is not the expected JSON: {e}")))?;
+        o.concurrent = c.concurrent.unwrap_or(false);
+        let Some(orders) = c.orders.filter(|m| !m.is_empty()) else {
+            return Ok(());
+        };
+        if !o.concurrent {
+            // DTM ignores orders of a sequential saga; so do we.
+            return Ok(());
+        }
+        let mut dag = vec![Vec::new(); steps];
+        for (k, before) in orders {
+            let k: usize = k
+                .parse()
+                .map_err(|_| bad(format!("orders key {k:?} is not a step index")))?;
+            let before = before.unwrap_or_default();
+            if k >= steps || before.iter().any(|&b| b >= steps) {
+                return Err(bad(format!(
+                    "orders name a step outside 0..{steps}: {k} after {before:?}"
+                )));
+            }
+            dag[k] = before.into_iter().map(|b| b as u16).collect();
+            dag[k].sort_unstable();
+            dag[k].dedup();
+        }
+        o.orders = dag;
+        Ok(())
+    }
+}
+
+/// The body of `registerBranch` (DTM binds it to `map[string]string`).
+#[derive(Debug)]
+pub struct RegisterReq {
+    pub gid: String,
+    pub branch_id: String,
+    pub ty: DtmType,
+    pub data: Vec<u8>,
+    pub ops: Vec<(Op, String)>,
+}
+
+impl RegisterReq {
+    pub fn parse(cfg: &ServerConfig, body: &[u8]) -> Result<RegisterReq, ApiError> {
+        let map: HashMap<String, Option<String>> = parse_json(body)?;
+        let get = |k: &str| map.get(k).and_then(|v| v.as_deref()).unwrap_or("");
+        let gid = get("gid");
+        tandem_core::validate_gid(gid)
+            .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
+        let branch_id = get("branch_id");
+        if branch_id.is_empty()
+            || branch_id.len() > 64
+            || !branch_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_branch_id",
+                format!("branch_id {branch_id:?} must be 1..=64 of [A-Za-z0-9-_.]"),
+            ));
+        }
+        let ty = DtmType::parse(get("trans_type"))?;
+        let ops = match ty {
+            DtmType::Tcc => vec![
+                (Op::Cancel, get("cancel").to_string()),
+                (Op::Confirm, get("confirm").to_string()),
+            ],
+            DtmType::Xa => vec![
+                (Op::Rollback, get("url").to_string()),
+                (Op::Commit, get("url").to_string()),
+            ],
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_trans_type",
+                    format!(
+                        "registerBranch is for tcc and xa, not {}",
+                        get("trans_type")
+                    ),
+                ))
+            }
+        };
+        for (_, url) in &ops {
+            validate::branch_url(cfg, url)?;
+        }
+        Ok(RegisterReq {
+            gid: gid.to_string(),
+            branch_id: branch_id.to_string(),
+            ty,
+            data: get("data").as_bytes().to_vec(),
+            ops,
+        })
+    }
+}
