@@ -119,16 +119,18 @@ pub async fn retry_tx(
     Ok(Json(TxView::from(&tx)))
 }
 
-/// Operator: stop trying; the transaction ends failed where its protocol allows (a
-/// committed 2PC or a submitted message cannot be undone, so it stays parked). The reason
-/// is recorded.
+/// Operator: force stop. A saga ends `failed` at once, with no further calls (the operator
+/// takes over its compensation); a 2PC or TCC still before its decision, or a message still
+/// prepared, is aborted (rolled back / cancelled / dropped). After a commit decision a stop
+/// is refused with 409 `wrong_status`: retry instead. The reason is recorded.
 #[utoipa::path(post, path = "/v1/transactions/{gid}/stop", tag = "operator",
     request_body = ReasonRequest,
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Stopped; the transaction now", body = TxView),
         (status = 400, description = "No reason given", body = ErrorBody),
-        (status = 404, description = "No such transaction", body = ErrorBody)))]
+        (status = 404, description = "No such transaction", body = ErrorBody),
+        (status = 409, description = "Past its decision: cannot be stopped", body = ErrorBody)))]
 pub async fn stop_tx(
     State(state): State<AppState>,
     V1Path(gid): V1Path<String>,
