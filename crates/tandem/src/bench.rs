@@ -30,10 +30,15 @@ use hdrhistogram::Histogram;
 use tandem_engine::tandem_store::redb_store::RedbConfig;
 use tandem_engine::{BranchError, CallRequest, Coordinator, EngineStats, Resource, SagaStep, Vote};
 
+#[path = "bench_http.rs"]
+mod http;
+
 #[derive(Subcommand)]
 pub enum BenchCmd {
     /// The library coordinator with no-op in-process participants.
     Embedded(EmbeddedArgs),
+    /// The server over loopback HTTP: 2-step sagas through DTM's submit, with wait_result.
+    Http(http::HttpArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -67,6 +72,7 @@ pub struct EmbeddedArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Embedded(a) => embedded(a).await,
+        BenchCmd::Http(a) => http::run(a).await,
     }
 }
 

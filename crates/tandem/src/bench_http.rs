@@ -1,0 +1,378 @@
+//! `tandem bench http`: the server over real loopback HTTP, the way DTM clients use it.
+//!
+//! N closed-loop clients (one task each, one pooled keep-alive HTTP/1.1 connection each)
+//! submit 2-step sagas with `wait_result: true` to `POST /api/dtmsvr/submit`; a submit is
+//! answered only once the saga has ended, so the latency measured is the whole transaction:
+//! the request, the coordinator's forced log writes, both branch calls, the answer.
+//!
+//! ```text
+//!  clients --POST submit--> tandem server --POST ?op=action--> no-op branch service
+//!     ^                        | (fsync'd log)                  (this process, hyper)
+//!     +------ 200 SUCCESS -----+
+//! ```
+//!
+//! - Branches go to a no-op branch service started in this process (plain hyper, answering
+//!   `{"dtm_result":"SUCCESS"}`), or, with `--empty-urls`, nowhere: empty action and
+//!   compensate URLs are successes that cost no call, so what is left is the coordinator's
+//!   own overhead (DTM's `benchEmptyUrl`).
+//! - The server is `--server URL`, or one started in this process (`serve_on` on a fresh
+//!   data directory, fully durable, removed afterwards).
+//! - Every gid is fresh (a per-run prefix plus a counter), so nothing is deduplicated.
+//! - A submit not answered 200 counts as an error (its latency is still recorded): the
+//!   summary must not look better because requests failed fast.
+//! - Everything is bounded: concurrency, duration, the answer bytes read per request.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// Most answer bytes read per submit (DTM's answers are a few dozen bytes).
+const ANSWER_BYTES_MAX: usize = 64 * 1024;
+/// What the no-op branch service answers.
+const SUCCESS_BODY: &[u8] = br#"{"dtm_result":"SUCCESS"}"#;
+
+#[derive(clap::Args, Debug)]
+pub struct HttpArgs {
+    /// Clients submitting at once (one task and one keep-alive connection each, closed loop).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds to measure (after a one-second warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// A running server's base URL (e.g. http://127.0.0.1:36789); default: start one here.
+    #[arg(long)]
+    server: Option<String>,
+    /// Empty action/compensate URLs: the coordinator's overhead alone, no branch calls.
+    #[arg(long)]
+    empty_urls: bool,
+    /// Where to make the started server's fresh data directory (removed afterwards).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Print one JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Summary {
+    bench: &'static str,
+    server: String,
+    server_in_process: bool,
+    branches: &'static str,
+    concurrency: usize,
+    cpus: usize,
+    sagas: u64,
+    errors: u64,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=10_000).contains(&a.concurrency),
+        "--concurrency must be 1..=10000"
+    );
+    anyhow::ensure!(
+        (1..=3_600).contains(&a.duration),
+        "--duration must be 1..=3600 seconds"
+    );
+
+    let branch_base = if a.empty_urls {
+        None
+    } else {
+        Some(start_branch_service().await?)
+    };
+
+    // The server: the one named, or one of our own on a fresh data directory.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut own_server = None;
+    let base = match &a.server {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("tandem-bench-http-")
+                .tempdir_in(&a.dir)
+                .context("making the server's data directory")?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let cfg = tandem_server::ServerConfig {
+                listen: addr,
+                data_dir: dir.path().to_path_buf(),
+                ..tandem_server::ServerConfig::default()
+            };
+            let task = tokio::spawn(tandem_server::serve_on(listener, cfg, async move {
+                let _ = stop_rx.await;
+            }));
+            own_server = Some((task, dir));
+            format!("http://{addr}")
+        }
+    };
+    let submit: hyper::Uri = format!("{base}/api/dtmsvr/submit")
+        .parse()
+        .with_context(|| format!("--server {base:?} is not a URL"))?;
+
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(a.concurrency)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector);
+
+    let run_id = std::process::id() as u64 * 1_000_000
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+            % 1_000_000);
+    let step = |op: &str| match &branch_base {
+        Some(b) => format!("{b}/api/busi/{op}"),
+        None => String::new(),
+    };
+    let body_tail = Arc::new(format!(
+        r#"","trans_type":"saga","wait_result":true,"steps":[{{"action":"{}","compensate":"{}"}},{{"action":"{}","compensate":"{}"}}],"payloads":["{{\"amount\":30}}","{{\"amount\":30}}"]}}"#,
+        step("TransOut"),
+        step("TransOutRevert"),
+        step("TransIn"),
+        step("TransInRevert"),
+    ));
+
+    // One submit first, so a wrong address or API fails loudly instead of as 100% errors.
+    let first = submit_one(
+        &client,
+        &submit,
+        format!("bh{run_id}-probe"),
+        body_tail.as_str(),
+    )
+    .await;
+    if let Err(e) = first {
+        stop_own(own_server, stop_tx).await;
+        return Err(e.context(format!("the first submit to {submit} failed")));
+    }
+
+    let seq = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let recording = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::with_capacity(a.concurrency);
+    for _ in 0..a.concurrency {
+        let (client, submit, body_tail) = (client.clone(), submit.clone(), body_tail.clone());
+        let (seq, done, errors, recording, stop) = (
+            seq.clone(),
+            done.clone(),
+            errors.clone(),
+            recording.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
+            while !stop.load(Ordering::Relaxed) {
+                let gid = format!("bh{run_id}-{}", seq.fetch_add(1, Ordering::Relaxed));
+                let t = Instant::now();
+                let ok = submit_one(&client, &submit, gid, &body_tail).await.is_ok();
+                if recording.load(Ordering::Relaxed) {
+                    h.saturating_record(t.elapsed().as_nanos() as u64);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            anyhow::Ok(h)
+        }));
+    }
+
+    let branches = if a.empty_urls {
+        "empty URLs"
+    } else {
+        "2 HTTP branches"
+    };
+    let measure = Duration::from_secs(a.duration);
+    let bar = if a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(measure.as_secs());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}s {msg}")?
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("saga, {branches}, c={}", a.concurrency));
+        bar
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    recording.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    while t0.elapsed() < measure {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let secs = t0.elapsed().as_secs_f64();
+        bar.set_position(secs as u64);
+        bar.set_message(format!(
+            "{:.0} sagas/s, {} errors",
+            done.load(Ordering::Relaxed) as f64 / secs,
+            errors.load(Ordering::Relaxed)
+        ));
+    }
+    recording.store(false, Ordering::Relaxed);
+    let seconds = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    bar.finish_and_clear();
+    let mut h = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
+    for w in workers {
+        h.add(w.await??)?;
+    }
+    stop_own(own_server, stop_tx).await;
+
+    let n = h.len();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+    let s = Summary {
+        bench: "http",
+        server: base,
+        server_in_process: a.server.is_none(),
+        branches,
+        concurrency: a.concurrency,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        sagas: n,
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        per_second: n as f64 / seconds,
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: h.max() as f64 / 1e6,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!(
+            "tandem bench http: 2-step sagas with wait_result, {}, concurrency {}, {} s, server {}{}",
+            s.branches,
+            s.concurrency,
+            a.duration,
+            s.server,
+            if s.server_in_process {
+                " (in this process, fresh data dir, fsync on)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "{:.0} sagas/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms  max {:.1} ms  ({} sagas, {} errors)",
+            s.per_second, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms, s.sagas, s.errors
+        );
+    }
+    anyhow::ensure!(
+        s.errors == 0,
+        "{} of {} submits were not answered 200",
+        s.errors,
+        s.sagas
+    );
+    Ok(())
+}
+
+/// Stops the in-process server, if there is one, and waits for its log to close.
+async fn stop_own(
+    own: Option<(
+        tokio::task::JoinHandle<tandem_server::anyhow_like::Result<()>>,
+        tempfile::TempDir,
+    )>,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+) {
+    let _ = stop_tx.send(());
+    if let Some((task, dir)) = own {
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("the bench server stopped with an error: {e}"),
+            Ok(Err(e)) => eprintln!("the bench server task failed: {e}"),
+            Err(_) => eprintln!("the bench server did not stop within 30 s"),
+        }
+        drop(dir);
+    }
+}
+
+/// One submit; Ok only for a 200 answer.
+async fn submit_one(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    uri: &hyper::Uri,
+    gid: String,
+    body_tail: &str,
+) -> anyhow::Result<()> {
+    let mut body = String::with_capacity(10 + gid.len() + body_tail.len());
+    body.push_str(r#"{"gid":""#);
+    body.push_str(&gid);
+    body.push_str(body_tail);
+    let req = hyper::Request::post(uri.clone())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let answer = Limited::new(resp.into_body(), ANSWER_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+        .to_bytes();
+    anyhow::ensure!(
+        status == hyper::StatusCode::OK,
+        "HTTP {status}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    Ok(())
+}
+
+/// Starts the no-op branch service on a loopback port; returns its base URL.
+///
+/// Plain hyper (no router): every request, any path or method, is answered
+/// `{"dtm_result":"SUCCESS"}` after its body is read, so the branch side costs as little as
+/// an HTTP exchange can.
+async fn start_branch_service() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the branch service")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        // Read (and drop) the payload, bounded, as a real participant would.
+                        let _ = Limited::new(req.into_body(), ANSWER_BYTES_MAX)
+                            .collect()
+                            .await;
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(SUCCESS_BODY)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
