@@ -225,3 +225,24 @@ def test_branch_headers_and_bad_input(dtm, svc):
                                             "payloads": ["{}"]}, timeout=5)
     assert r.status_code == 400 and "ftp" in r.json()["message"]
     assert requests.get(dtm.replace("/api/dtmsvr", "/api/ping"), timeout=5).json() == {"msg": "pong"}
+
+
+def test_failing_compensation_parks_then_operator_retry(dtm, svc):
+    # DTM would retry a compensation answering FAILURE forever; Tandem parks it.
+    svc.answers["/P2"] = 409
+    svc.answers["/PRevert1"] = 409
+    gid = gid_of(dtm)
+    s = saga.Saga(dtm, gid)
+    s.add({}, svc.url("/P1"), svc.url("/PRevert1"))
+    s.add({}, svc.url("/P2"), svc.url("/PRevert2"))
+    s.submit()
+    deadline = time.time() + 10
+    while time.time() < deadline and not query(dtm, gid)["transaction"].get("parked"):
+        time.sleep(0.05)
+    t = query(dtm, gid)["transaction"]
+    assert t["status"] == "aborting" and "FAILURE" in t["parked"], t
+    svc.answers["/PRevert1"] = 200
+    r = requests.post(dtm + "/resetNextCronTime", json={"gid": gid}, timeout=5)
+    assert r.status_code == 200, r.text
+    wait_status(dtm, gid, "failed")
+    assert svc.paths(gid) == ["/P1", "/P2", "/PRevert2", "/PRevert1", "/PRevert1"]

@@ -328,6 +328,12 @@ async fn query_and_all_answer_in_dtm_shapes() -> anyhow::Result<()> {
     assert_eq!(ops, ["cancel", "confirm"]);
     assert_eq!(s.post("/api/dtmsvr/resetNextCronTime", &tcc).await?.0, 200);
     assert_eq!(s.post("/api/dtmsvr/forceStop", &tcc).await?.0, 200);
+    for _ in 0..200 {
+        if s.get("/api/dtmsvr/query?gid=tcc-1").await?.1["transaction"]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (code, v) = s.post("/api/dtmsvr/forceStop", &tcc).await?;
     assert_eq!(code, 409, "{v}");
 

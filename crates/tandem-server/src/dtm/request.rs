@@ -67,12 +67,15 @@ impl DtmType {
     }
 }
 
+/// One DTM step: `action`, `compensate` (saga), `data` (a payload given inline).
+pub type Step = HashMap<String, Option<String>>;
+
 /// The body of `prepare`, `submit`, `abort`, `forceStop`, `resetNextCronTime`.
 #[derive(Debug, Default, Deserialize)]
 pub struct TransReq {
     pub gid: Option<String>,
     pub trans_type: Option<String>,
-    pub steps: Option<Vec<Option<HashMap<String, Option<String>>>>>,
+    pub steps: Option<Vec<Option<Step>>>,
     pub payloads: Option<Vec<Option<String>>>,
     pub custom_data: Option<String>,
     pub query_prepared: Option<String>,
@@ -359,5 +362,54 @@ impl RegisterReq {
             data: get("data").as_bytes().to_vec(),
             ops,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: serde_json::Value) -> TransReq {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn options_follow_dtm_units_and_defaults() -> Result<(), ApiError> {
+        let cfg = ServerConfig::default();
+        let now = Timestamp(1);
+        let saga = req(serde_json::json!({
+            "gid": "g", "trans_type": "saga", "timeout_to_fail": 3, "request_timeout": 2,
+            "retry_interval": 5, "retry_limit": 4, "branch_headers": {"X-A": "1"},
+            "steps": [{"action": "http://a/x", "compensate": "http://a/y"}, null],
+            "payloads": ["{\"n\":1}"],
+            "custom_data": "{\"concurrent\":true,\"orders\":{\"1\":[0]}}",
+        }))
+        .to_transaction(&cfg, now)?;
+        let o = &saga.options;
+        assert_eq!(o.timeout_to_fail_ms, Some(3000));
+        assert_eq!(o.request_timeout_ms, Some(2000));
+        assert_eq!((o.retry_interval_ms, o.retry_limit), (5000, 4));
+        assert_eq!(o.branch_headers, vec![("X-A".to_string(), "1".to_string())]);
+        assert!(o.concurrent);
+        assert_eq!(o.orders, vec![vec![], vec![0]]);
+        assert_eq!(saga.branches.len(), 4);
+        assert_eq!(saga.branches[1].op, Op::Compensate);
+        assert_eq!(saga.branches[3].payload, b"");
+
+        let tcc =
+            req(serde_json::json!({"gid": "t", "trans_type": "tcc"})).to_transaction(&cfg, now)?;
+        assert_eq!(
+            tcc.options.timeout_to_fail_ms,
+            Some(DTM_TIMEOUT_TO_FAIL_S * 1000)
+        );
+        let msg = req(serde_json::json!({
+            "gid": "m", "trans_type": "msg", "timeout_to_fail": 1,
+            "steps": [{"action": "http://a/m"}], "payloads": ["{}"], "query_prepared": "http://a/q",
+        }))
+        .to_transaction(&cfg, now)?;
+        assert_eq!(msg.options.query_prepared_after_ms, 1000);
+        assert_eq!(msg.query_prepared.as_deref(), Some("http://a/q"));
+        assert_eq!(msg.branches[0].op, Op::Msg);
+        Ok(())
     }
 }
