@@ -1,10 +1,13 @@
-//! `tandem`: the command line. Inspect a data directory (`tx list`, `tx show`) and measure
+//! `tandem`: the command line. Run the server (`serve`), inspect and operate on transactions
+//! (`tx list|show` on a data directory or `--server`, `tx retry|stop --server`) and measure
 //! the coordinator (`bench embedded`). Errors are reported with anyhow; the exit code is
 //! non-zero on any failure.
 
 mod bench;
+mod client;
 mod serve;
 mod tx_cmd;
+mod tx_print;
 
 use clap::{Parser, Subcommand};
 
