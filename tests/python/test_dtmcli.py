@@ -246,3 +246,41 @@ def test_failing_compensation_parks_then_operator_retry(dtm, svc):
     assert r.status_code == 200, r.text
     wait_status(dtm, gid, "failed")
     assert svc.paths(gid) == ["/P1", "/P2", "/PRevert2", "/PRevert1", "/PRevert1"]
+
+
+def test_xa_branches_committed_and_rolled_back_by_op(dtm, svc):
+    for outcome, status in (("submit", "succeed"), ("abort", "failed")):
+        gid = gid_of(dtm)
+        body = {"gid": gid, "trans_type": "xa"}
+        assert requests.post(dtm + "/prepare", json=body, timeout=5).status_code == 200
+        for bid in ("01", "02"):
+            reg = {"gid": gid, "trans_type": "xa", "branch_id": bid, "url": svc.url("/xa")}
+            r = requests.post(dtm + "/registerBranch", json=reg, timeout=5)
+            assert r.status_code == 200, r.text
+        r = requests.post(dtm + "/" + outcome, json={**body, "wait_result": True}, timeout=10)
+        assert r.status_code == 200, r.text
+        wait_status(dtm, gid, status)
+        calls = svc.calls_for(gid)
+        op = "commit" if outcome == "submit" else "rollback"
+        assert sorted(c["q"]["branch_id"] for c in calls) == ["01", "02"]
+        assert all(c["method"] == "POST" and c["q"]["op"] == op and c["q"]["trans_type"] == "xa"
+                   for c in calls), calls
+        assert query(dtm, gid)["transaction"]["trans_type"] == "xa"
+
+
+def test_msg_query_prepared_ongoing_is_asked_again(dtm, svc):
+    seen = []
+
+    def answer(q):
+        seen.append(q)
+        return 425 if len(seen) == 1 else 200
+
+    svc.answers["/QP"] = answer
+    gid = gid_of(dtm)
+    m = msg.Msg(dtm, gid)
+    m.add({"n": 1}, svc.url("/Later"))
+    m.trans_base.timeout_to_fail = 1
+    m.trans_base.retry_interval = 1
+    m.prepare(svc.url("/QP"))
+    wait_status(dtm, gid, "succeed", timeout=15)
+    assert svc.paths(gid) == ["/QP", "/QP", "/Later"]
