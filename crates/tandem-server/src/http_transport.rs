@@ -120,11 +120,13 @@ pub fn traceparent(gid: &str, branch_id: &str, op: Op) -> String {
 /// Classifies an HTTP answer the way DTM does.
 pub fn classify(status: u16, body: &[u8]) -> CallOutcome {
     let text = String::from_utf8_lossy(body);
-    if status == 409 || text.contains("FAILURE") {
-        return CallOutcome::Failure(format!("HTTP {status}: {}", snippet(&text)));
-    }
+    // DTM checks "not yet" before "failed" (dtmcli.HTTPResp2DtmError): a 425, or a body
+    // saying ONGOING, wins even over a 409.
     if status == 425 || text.contains("ONGOING") {
         return CallOutcome::Ongoing;
+    }
+    if status == 409 || text.contains("FAILURE") {
+        return CallOutcome::Failure(format!("HTTP {status}: {}", snippet(&text)));
     }
     if (200..300).contains(&status) {
         return CallOutcome::Success;
@@ -212,6 +214,11 @@ mod tests {
         assert!(matches!(classify(409, b""), CallOutcome::Failure(_)));
         assert_eq!(classify(425, b""), CallOutcome::Ongoing);
         assert_eq!(classify(200, b"ONGOING"), CallOutcome::Ongoing);
+        assert_eq!(
+            classify(425, b"FAILURE"),
+            CallOutcome::Ongoing,
+            "DTM's order"
+        );
         assert!(matches!(classify(500, b"oops"), CallOutcome::Error(_)));
         assert!(matches!(classify(404, b""), CallOutcome::Error(_)));
     }
