@@ -216,6 +216,9 @@ async fn bad_input_is_a_4xx_naming_the_problem() -> anyhow::Result<()> {
         let (got, v) = s.get(q).await?;
         assert_eq!(got, 400, "{q}: {v}");
     }
+    let (code, v) = s.post("/api/dtmsvr/prepareWorkflow", &json!({})).await?;
+    assert_eq!(code, 404);
+    assert!(v["message"].to_string().contains("not support"), "{v}");
     // Same gid, different content: refused; the first one is intact.
     assert_eq!(
         s.post("/api/dtmsvr/submit", &saga("g-same", 1)).await?.0,

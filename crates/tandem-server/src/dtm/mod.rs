@@ -42,4 +42,11 @@ pub fn routes() -> Router<AppState> {
             "/api/dtmsvr/resetNextCronTime",
             post(h::reset_next_cron_time),
         )
+        .route("/api/dtmsvr/prepareWorkflow", any(admin::unsupported))
+        .route("/api/dtmsvr/resetCronTime", any(admin::unsupported))
+        .route("/api/dtmsvr/subscribe", any(admin::unsupported))
+        .route("/api/dtmsvr/unsubscribe", any(admin::unsupported))
+        .route("/api/dtmsvr/topic/{name}", any(admin::unsupported))
+        .route("/api/dtmsvr/scanKV", any(admin::unsupported))
+        .route("/api/dtmsvr/queryKV", any(admin::unsupported))
 }
