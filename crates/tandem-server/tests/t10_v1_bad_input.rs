@@ -26,6 +26,41 @@ fn assert_error(a: &Answer, status: u16, code: &str, mentions: &str) {
     );
 }
 
+/// POSTs `body` with `Transfer-Encoding: chunked` (no length declared); returns the raw
+/// answer.
+async fn chunked_post(base: &str, path: &str, body: &str) -> String {
+    let (addr, path, body) = (
+        base.trim_start_matches("http://").to_string(),
+        path.to_string(),
+        body.to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        for chunk in body.as_bytes().chunks(1000) {
+            let framed = format!(
+                "{:x}\r\n{}\r\n",
+                chunk.len(),
+                String::from_utf8_lossy(chunk)
+            );
+            if c.write_all(framed.as_bytes()).is_err() {
+                break; // the server may answer and close before reading everything
+            }
+        }
+        let _ = c.write_all(b"0\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_mistake_is_a_named_4xx() {
     let s = Server::start(|c| {
@@ -136,6 +171,18 @@ async fn every_client_mistake_is_a_named_4xx() {
     let big = json!({"steps": [{"action": ok, "compensate": ok, "payload": "x".repeat(10_000)}]});
     let a = post_json("/v1/sagas", big).await;
     assert_error(&a, 413, "body_too_large", "");
+
+    // ... and when the length is not declared (chunked): read up to the limit, then 413.
+    let a = chunked_post(&s.url, "/v1/sagas", &"x".repeat(10_000)).await;
+    assert!(a.starts_with("HTTP/1.1 413"), "{a}");
+    assert!(a.contains("body_too_large"), "{a}");
+
+    // A path that is not valid UTF-8 once decoded.
+    let a = s
+        .http
+        .raw("GET", "/v1/transactions/%FF%FE", None, vec![])
+        .await;
+    assert_error(&a, 400, "invalid_path", "");
 
     // Too many branches; URLs.
     let many = json!({"steps": [step, step, step]});

@@ -105,7 +105,7 @@ pub async fn create_two_pc(
 }
 
 /// Begin a TCC transaction (the body may be empty).
-#[utoipa::path(post, path = "/v1/tcc", tag = "tcc", request_body = TccBeginRequest,
+#[utoipa::path(post, path = "/v1/tcc", tag = "tcc", request_body = Option<TccBeginRequest>,
     responses(
         (status = 200, description = "Prepared", body = TxOutcome),
         (status = 400, description = "Bad input", body = ErrorBody),
@@ -144,7 +144,7 @@ pub async fn register_tcc_branch(
 }
 
 /// Submit a TCC transaction: confirm every registered branch.
-#[utoipa::path(post, path = "/v1/tcc/{gid}/submit", tag = "tcc", request_body = FinishRequest,
+#[utoipa::path(post, path = "/v1/tcc/{gid}/submit", tag = "tcc", request_body = Option<FinishRequest>,
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Submitted (or ended, with wait_result)", body = TxOutcome),
@@ -159,7 +159,7 @@ pub async fn submit_tcc(
 }
 
 /// Abort a TCC transaction: cancel every registered branch.
-#[utoipa::path(post, path = "/v1/tcc/{gid}/abort", tag = "tcc", request_body = FinishRequest,
+#[utoipa::path(post, path = "/v1/tcc/{gid}/abort", tag = "tcc", request_body = Option<FinishRequest>,
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Aborting (or ended, with wait_result)", body = TxOutcome),
@@ -185,7 +185,7 @@ pub async fn create_msg(State(state): State<AppState>, V1Json(req): V1Json<MsgRe
 }
 
 /// Submit a prepared message: deliver it to every branch.
-#[utoipa::path(post, path = "/v1/msgs/{gid}/submit", tag = "msg", request_body = FinishRequest,
+#[utoipa::path(post, path = "/v1/msgs/{gid}/submit", tag = "msg", request_body = Option<FinishRequest>,
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Submitted (or delivered, with wait_result)", body = TxOutcome),
