@@ -174,7 +174,7 @@ async fn bad_input_is_a_4xx_naming_the_problem() -> anyhow::Result<()> {
             "/api/dtmsvr/registerBranch",
             br#"{"gid":"g","branch_id":7,"trans_type":"tcc"}"#.to_vec(),
             400,
-            "invalid type",
+            "branch_id must be a string",
         ),
         (
             "/api/dtmsvr/prepare",
@@ -319,7 +319,7 @@ async fn query_and_all_answer_in_dtm_shapes() -> anyhow::Result<()> {
         200,
         "prepare is idempotent"
     );
-    let reg = json!({"gid": "tcc-1", "branch_id": "01", "trans_type": "tcc", "data": "{}", "confirm": "", "cancel": "", "status": "prepared"});
+    let reg = json!({"gid": "tcc-1", "branch_id": "01", "trans_type": "tcc", "data": "{}", "confirm": "", "cancel": "", "status": "prepared", "extra": [1, {"x": null}]});
     assert_eq!(s.post("/api/dtmsvr/registerTccBranch", &reg).await?.0, 200);
     let (_, v) = s.get("/api/dtmsvr/query?gid=tcc-1").await?;
     let ops: Vec<&str> = v["branches"]

@@ -315,8 +315,28 @@ pub struct RegisterReq {
 
 impl RegisterReq {
     pub fn parse(cfg: &ServerConfig, body: &[u8]) -> Result<RegisterReq, ApiError> {
-        let map: HashMap<String, Option<String>> = parse_json(body)?;
-        let get = |k: &str| map.get(k).and_then(|v| v.as_deref()).unwrap_or("");
+        let map: HashMap<String, serde_json::Value> = parse_json(body)?;
+        // The fields we read must be strings (or null); unknown fields may be anything.
+        for k in [
+            "gid",
+            "branch_id",
+            "trans_type",
+            "data",
+            "confirm",
+            "cancel",
+            "url",
+        ] {
+            match map.get(k) {
+                None | Some(serde_json::Value::Null | serde_json::Value::String(_)) => {}
+                Some(v) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_json",
+                        format!("{k} must be a string, not {v}"),
+                    ))
+                }
+            }
+        }
+        let get = |k: &str| map.get(k).and_then(|v| v.as_str()).unwrap_or("");
         let gid = get("gid");
         tandem_core::validate_gid(gid)
             .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
