@@ -284,3 +284,19 @@ def test_msg_query_prepared_ongoing_is_asked_again(dtm, svc):
     m.prepare(svc.url("/QP"))
     wait_status(dtm, gid, "succeed", timeout=15)
     assert svc.paths(gid) == ["/QP", "/QP", "/Later"]
+
+
+def test_saga_timeout_to_fail_rolls_back(dtm, svc):
+    svc.answers["/Slow"] = 425  # ONGOING, forever
+    gid = gid_of(dtm)
+    s = saga.Saga(dtm, gid)
+    s.add({}, svc.url("/Fast"), svc.url("/FastRevert"))
+    s.add({}, svc.url("/Slow"), svc.url("/SlowRevert"))
+    s.trans_base.timeout_to_fail = 1
+    s.trans_base.retry_interval = 1
+    s.submit()
+    ans = wait_status(dtm, gid, "failed", timeout=15)
+    paths = svc.paths(gid)
+    assert paths[0] == "/Fast" and set(paths[1:-2]) == {"/Slow"}
+    assert paths[-2:] == ["/SlowRevert", "/FastRevert"]
+    assert "timeout" in ans["transaction"]["rollback_reason"]
