@@ -275,6 +275,8 @@ async fn query_and_all_answer_in_dtm_shapes() -> anyhow::Result<()> {
     for k in ["create_time", "update_time", "finish_time", "options"] {
         assert!(t[k].is_string(), "{k} in {t}");
     }
+    assert_eq!(t["steps"], json!([{"action": "", "compensate": ""}]));
+    assert_eq!(t["payloads"], json!(["{}"]));
     let b = &v["branches"];
     assert_eq!(b[0]["op"], "compensate");
     assert_eq!(b[1]["op"], "action");

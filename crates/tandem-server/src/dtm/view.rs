@@ -65,6 +65,9 @@ pub fn transaction(tx: &Transaction) -> Value {
     put("update_time", time(tx.updated_at));
     put("gid", json!(tx.gid));
     put("trans_type", json!(dtm_trans_type(tx)));
+    let (steps, payloads) = steps_and_payloads(tx);
+    put("steps", steps);
+    put("payloads", payloads);
     put("status", json!(tx.status.as_str()));
     if tx.kind == TxKind::Msg {
         put("query_prepared", json!(tx.query_prepared));
@@ -95,6 +98,31 @@ pub fn transaction(tx: &Transaction) -> Value {
     }
     put("parked", json!(tx.parked));
     Value::Object(m)
+}
+
+/// A saga's or msg's `steps` and `payloads` as the client sent them (DTM's default store,
+/// boltdb, keeps and shows them); `Null` for tcc/xa, whose branches are registered.
+fn steps_and_payloads(tx: &Transaction) -> (Value, Value) {
+    let text = |b: &Branch| Value::String(String::from_utf8_lossy(&b.payload).into_owned());
+    let (steps, payloads): (Vec<Value>, Vec<Value>) = match tx.kind {
+        TxKind::Saga => tx
+            .branches
+            .chunks(2)
+            .filter(|p| p.len() == 2)
+            .map(|p| {
+                let step = json!({"action": p[0].target, "compensate": p[1].target});
+                (step, text(&p[0]))
+            })
+            .unzip(),
+        TxKind::Msg => tx
+            .branches
+            .iter()
+            .filter(|b| b.op == Op::Msg)
+            .map(|b| (json!({"action": b.target}), text(b)))
+            .unzip(),
+        _ => return (Value::Null, Value::Null),
+    };
+    (Value::Array(steps), Value::Array(payloads))
 }
 
 /// The branches in DTM's order and shape.
