@@ -77,8 +77,14 @@ pub fn options(o: &TxOptions, wait_result: bool) -> Result<Options, ApiError> {
     let out = Options {
         timeout_to_fail_ms: o.timeout_to_fail_ms,
         request_timeout_ms: o.request_timeout_ms,
-        retry_interval_ms: o.retry_interval_ms.unwrap_or(d.retry_interval_ms),
-        retry_max_ms: o.retry_max_ms.unwrap_or(d.retry_max_ms),
+        // A default never contradicts what the client set: a small `retry_max_ms` alone
+        // lowers the default interval, a large `retry_interval_ms` alone raises the max.
+        retry_interval_ms: o
+            .retry_interval_ms
+            .unwrap_or(d.retry_interval_ms.min(o.retry_max_ms.unwrap_or(u64::MAX))),
+        retry_max_ms: o
+            .retry_max_ms
+            .unwrap_or(d.retry_max_ms.max(o.retry_interval_ms.unwrap_or(0))),
         retry_limit: o.retry_limit.unwrap_or(d.retry_limit),
         concurrent: o.concurrent.unwrap_or(!orders.is_empty()),
         orders,
@@ -292,4 +298,33 @@ pub fn reason(r: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(r.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_defaults_never_contradict_the_client() {
+        let o = |json: serde_json::Value| {
+            let t: TxOptions = serde_json::from_value(json).map_err(|e| e.to_string())?;
+            options(&t, false).map_err(|e| e.message)
+        };
+        let d = o(serde_json::json!({})).unwrap();
+        assert_eq!(d, Options::default());
+        let small = o(serde_json::json!({"retry_max_ms": 200})).unwrap();
+        assert_eq!((small.retry_interval_ms, small.retry_max_ms), (200, 200));
+        let big = o(serde_json::json!({"retry_interval_ms": 90_000})).unwrap();
+        assert_eq!((big.retry_interval_ms, big.retry_max_ms), (90_000, 90_000));
+        assert!(o(serde_json::json!({"retry_interval_ms": 10, "retry_max_ms": 5})).is_err());
+        assert!(o(serde_json::json!({"retry_limit": 0})).is_err());
+        let dag = o(serde_json::json!({"orders": [[], [0]]})).unwrap();
+        assert!(dag.concurrent);
+        let headers = o(serde_json::json!({"branch_headers": {"b": "2", "a": "1"}})).unwrap();
+        assert_eq!(
+            headers.branch_headers,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert!(o(serde_json::json!({"branch_headers": {"a": "x\ny"}})).is_err());
+    }
 }
