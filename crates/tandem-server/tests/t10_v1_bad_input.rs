@@ -234,6 +234,46 @@ async fn every_client_mistake_is_a_named_4xx() {
         )
         .await;
     assert_error(&a, 400, "invalid_branch_id", "branch_id");
+    let reg = |confirm: &str| {
+        json!({"branch_id": "b1", "confirm": confirm, "cancel": ok})
+            .to_string()
+            .into_bytes()
+    };
+    let a = s
+        .http
+        .raw("POST", "/v1/tcc/tcc-1/branches", None, reg(&ok))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = s
+        .http
+        .raw("POST", "/v1/tcc/tcc-1/branches", None, reg(&ok))
+        .await;
+    assert_eq!(a.status, 200, "registering again is idempotent: {}", a.text);
+    let a = s
+        .http
+        .raw(
+            "POST",
+            "/v1/tcc/tcc-1/branches",
+            None,
+            reg(&b.at("ok-other")),
+        )
+        .await;
+    assert_error(&a, 409, "branch_conflict", "b1");
+    let a = s
+        .http
+        .raw("POST", "/v1/tcc/tcc-1/submit", None, Vec::new())
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = s
+        .http
+        .raw(
+            "POST",
+            "/v1/tcc/tcc-1/branches",
+            None,
+            reg(&b.at("ok-late")),
+        )
+        .await;
+    assert_eq!(a.status, 409, "{}", a.text);
     let a = s
         .http
         .raw("POST", "/v1/tcc/nope/submit", None, Vec::new())

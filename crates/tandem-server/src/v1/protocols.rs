@@ -9,8 +9,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use tandem_core::{Event, Op, Transaction, TxKind};
-use tandem_engine::Wait;
+use tandem_core::{ApplyError, Event, Op, Transaction, TxKind};
+use tandem_engine::{EngineError, Wait};
 
 use super::build;
 use super::extract::{OptJson, V1Json, V1Path};
@@ -125,7 +125,7 @@ pub async fn create_tcc(
         (status = 200, description = "Registered (durably)", body = TxOutcome),
         (status = 400, description = "Bad input", body = ErrorBody),
         (status = 404, description = "No such transaction", body = ErrorBody),
-        (status = 409, description = "Not a TCC, no longer prepared, or the branch exists with other content", body = ErrorBody)))]
+        (status = 409, description = "Not a TCC (`wrong_type`), no longer prepared (`wrong_status`), or the branch exists with other content (`branch_conflict`)", body = ErrorBody)))]
 pub async fn register_tcc_branch(
     State(state): State<AppState>,
     V1Path(gid): V1Path<String>,
@@ -138,7 +138,12 @@ pub async fn register_tcc_branch(
         ops: vec![(Op::Confirm, req.confirm), (Op::Cancel, req.cancel)],
         payload,
     };
-    state.coord.send(&gid, event).await?;
+    state.coord.send(&gid, event).await.map_err(|e| match e {
+        EngineError::Refused(ApplyError::BranchConflict { .. }) => {
+            ApiError::new(StatusCode::CONFLICT, "branch_conflict", e.to_string())
+        }
+        other => other.into(),
+    })?;
     let tx = load(&state, &gid, Some(TxKind::Tcc)).await?;
     Ok(Json(TxOutcome::of_tx(&tx)))
 }
