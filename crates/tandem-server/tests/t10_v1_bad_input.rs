@@ -352,3 +352,49 @@ async fn busy_is_503_with_retry_after() {
     s.http.until("slow-1", |t| t["status"] == "succeed").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_between_good_requests_loses_nothing_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_at(dir.path(), |c| c.body_bytes_max = 2048).await;
+    let b = Branches::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let http = s.http.clone();
+        let ok = b.at("ok");
+        tasks.push(tokio::spawn(async move {
+            let garbage: Vec<u8> = match i % 4 {
+                0 => b"{\"steps\": [{\"action\": ".to_vec(),
+                1 => vec![0xff; 100],
+                2 => vec![b'['; 5000],
+                _ => br#"{"gid": "", "steps": 7}"#.to_vec(),
+            };
+            let bad = http
+                .raw("POST", "/v1/sagas", Some("application/json"), garbage)
+                .await;
+            assert!((400..500).contains(&bad.status), "{}", bad.text);
+            let good = json!({"gid": format!("mixed-{i}"),
+                              "steps": [{"action": ok, "compensate": ok}]});
+            let (st, v) = http.post("/v1/sagas", good).await;
+            assert_eq!(st, 200, "{v}");
+            format!("mixed-{i}")
+        }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        accepted.push(t.await.unwrap());
+    }
+    s.stop().await;
+
+    // Restart on the same directory: everything acknowledged is there and finishes.
+    let s = Server::start_at(dir.path(), |_| {}).await;
+    for gid in &accepted {
+        s.http.until(gid, |t| t["status"] == "succeed").await;
+    }
+    let (_, p) = s
+        .http
+        .get("/v1/transactions?gid_prefix=mixed-&limit=1000")
+        .await;
+    assert_eq!(p["transactions"].as_array().unwrap().len(), accepted.len());
+    s.stop().await;
+}

@@ -25,17 +25,25 @@ pub struct Server {
     pub http: Http,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    owned_dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
+    /// A server on a fresh temporary data directory.
     pub async fn start(tune: impl FnOnce(&mut ServerConfig)) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut s = Server::start_at(dir.path(), tune).await;
+        s.owned_dir = Some(dir);
+        s
+    }
+
+    /// A server on `dir` (e.g. again after [`Server::stop`], to check what survived).
+    pub async fn start_at(dir: &std::path::Path, tune: impl FnOnce(&mut ServerConfig)) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut cfg = ServerConfig {
             listen: addr,
-            data_dir: dir.path().to_path_buf(),
+            data_dir: dir.to_path_buf(),
             shutdown_grace: Duration::from_secs(3),
             ..ServerConfig::default()
         };
@@ -61,7 +69,7 @@ impl Server {
             http,
             stop: Some(stop),
             task: Some(task),
-            _dir: dir,
+            owned_dir: None,
         }
     }
 
