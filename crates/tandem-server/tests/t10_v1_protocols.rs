@@ -1,6 +1,6 @@
 //! `/v1` end to end over real HTTP: every protocol against branch services in the test
 //! (saga success, failure with compensation order, DAG; 2PC commit and rollback; TCC
-//! confirm and cancel; msg submit), then get with attempts, list filters and paging, and the
+//! confirm and cancel; msg submit and query-prepared), then get with attempts, list filters and paging, and the
 //! operator actions with their reasons recorded. Guards against API/engine mismatches that
 //! unit tests of either side cannot see.
 
@@ -273,6 +273,45 @@ async fn tcc_confirm_and_cancel_and_msg() {
     );
     let t = s.http.until("msg-1", |t| t["status"] == "succeed").await;
     assert_eq!(t["query_prepared"], json!(b.at("ok-query")));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msg_never_submitted_is_settled_by_query_prepared() {
+    let s = Server::start(|_| {}).await;
+    let b = Branches::start().await;
+    // The sender committed but never submitted: the check says so, the message goes out.
+    // The sender rolled back: the check answers FAILURE, the message is dropped.
+    for (gid, check, want) in [
+        ("msg-committed", "ok-check", "succeed"),
+        ("msg-rolled-back", "fail-check", "failed"),
+    ] {
+        let (st, v) = s
+            .http
+            .post(
+                "/v1/msgs",
+                json!({"gid": gid, "query_prepared": b.at(check),
+                   "options": {"query_prepared_after_ms": 50, "retry_interval_ms": 20},
+                   "branches": [{"url": b.at(&format!("ok-deliver-{gid}"))}]}),
+            )
+            .await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("prepared")), "{v}");
+        let t = s.http.until(gid, |t| t["status"] == want).await;
+        let check = t["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|br| br["op"] == "query_prepared")
+            .unwrap()
+            .clone();
+        assert!(check["attempts"].as_u64().unwrap() >= 1, "{t}");
+    }
+    let delivered: Vec<String> = b
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("ok-deliver"))
+        .collect();
+    assert_eq!(delivered, vec!["ok-deliver-msg-committed action 01"]);
     s.stop().await;
 }
 
