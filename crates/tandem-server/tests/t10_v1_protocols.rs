@@ -60,6 +60,17 @@ async fn saga_success_failure_and_dag() {
         )
         .await;
     assert_eq!((st, &v2), (200, &v));
+    // Waiting differently is the same request too.
+    let (st, v3) = s
+        .http
+        .post(
+            "/v1/sagas",
+            json!({"gid": "saga-ok", "steps": [
+                {"action": b.at("ok-a1"), "compensate": b.at("ok-c1"), "payload": {"amount": 10}},
+                {"action": b.at("ok-a2"), "compensate": b.at("ok-c2")}]}),
+        )
+        .await;
+    assert_eq!((st, &v3), (200, &v));
     assert_eq!(b.calls_of("action").len(), 2);
 
     // Failure at step 3: steps 2 then 1 compensated, in that order.

@@ -48,7 +48,9 @@ impl From<&Options> for TxOptions {
 }
 
 /// Checks `o` and fills in the defaults.
-pub fn options(o: &TxOptions, wait_result: bool) -> Result<Options, ApiError> {
+/// `wait_result` is not part of the stored options: it is how one request waits, not what
+/// the transaction is, so a resubmission that only waits differently stays idempotent.
+pub fn options(o: &TxOptions) -> Result<Options, ApiError> {
     let d = Options::default();
     let orders = o.orders.clone().unwrap_or_default();
     let headers: Vec<(String, String)> = o
@@ -89,7 +91,7 @@ pub fn options(o: &TxOptions, wait_result: bool) -> Result<Options, ApiError> {
         concurrent: o.concurrent.unwrap_or(!orders.is_empty()),
         orders,
         concurrency_max: o.concurrency_max.unwrap_or(d.concurrency_max),
-        wait_result,
+        wait_result: false,
         branch_headers: headers,
         query_prepared_after_ms: o
             .query_prepared_after_ms
@@ -162,7 +164,7 @@ pub fn saga(state: &AppState, req: SagaRequest) -> Result<Transaction, ApiError>
             .iter()
             .flat_map(|s| [s.action.as_str(), s.compensate.as_str()]),
     )?;
-    let opts = options(&req.options, req.wait_result)?;
+    let opts = options(&req.options)?;
     let mut tx = Transaction::new(gid(state, req.gid), TxKind::Saga, opts, state.coord.now());
     for (k, s) in req.steps.iter().enumerate() {
         let p = payload(&s.payload);
@@ -196,7 +198,7 @@ pub fn two_pc(state: &AppState, req: TwoPcRequest) -> Result<Transaction, ApiErr
             .iter()
             .flat_map(|p| [p.prepare.as_str(), p.commit.as_str(), p.rollback.as_str()]),
     )?;
-    let opts = options(&req.options, req.wait_result)?;
+    let opts = options(&req.options)?;
     let mut tx = Transaction::new(gid(state, req.gid), TxKind::TwoPc, opts, state.coord.now());
     for (k, p) in req.participants.iter().enumerate() {
         let body = payload(&p.payload);
@@ -213,7 +215,7 @@ pub fn two_pc(state: &AppState, req: TwoPcRequest) -> Result<Transaction, ApiErr
 }
 
 pub fn tcc(state: &AppState, req: TccBeginRequest) -> Result<Transaction, ApiError> {
-    let opts = options(&req.options, false)?;
+    let opts = options(&req.options)?;
     Ok(Transaction::new(
         gid(state, req.gid),
         TxKind::Tcc,
@@ -265,7 +267,7 @@ pub fn msg(state: &AppState, req: MsgRequest) -> Result<Transaction, ApiError> {
         }
         validate::branch_url(&state.cfg, q)?;
     }
-    let opts = options(&req.options, false)?;
+    let opts = options(&req.options)?;
     let mut tx = Transaction::new(gid(state, req.gid), TxKind::Msg, opts, state.coord.now());
     tx.query_prepared = req.query_prepared;
     for (k, b) in req.branches.iter().enumerate() {
@@ -308,7 +310,7 @@ mod tests {
     fn option_defaults_never_contradict_the_client() {
         let o = |json: serde_json::Value| {
             let t: TxOptions = serde_json::from_value(json).map_err(|e| e.to_string())?;
-            options(&t, false).map_err(|e| e.message)
+            options(&t).map_err(|e| e.message)
         };
         let d = o(serde_json::json!({})).unwrap();
         assert_eq!(d, Options::default());

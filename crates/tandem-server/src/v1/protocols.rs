@@ -23,9 +23,9 @@ use crate::AppState;
 
 type Answer = Result<Json<TxOutcome>, ApiError>;
 
-async fn begin(state: &AppState, tx: Transaction) -> Answer {
+async fn begin(state: &AppState, tx: Transaction, wait_result: bool) -> Answer {
     let kind = tx.kind;
-    let wait = if tx.options.wait_result {
+    let wait = if wait_result {
         Wait::Outcome
     } else {
         Wait::Accepted
@@ -85,8 +85,9 @@ pub async fn create_saga(
     State(state): State<AppState>,
     V1Json(req): V1Json<SagaRequest>,
 ) -> Answer {
+    let wait = req.wait_result;
     let tx = build::saga(&state, req)?;
-    begin(&state, tx).await
+    begin(&state, tx, wait).await
 }
 
 /// Run a two-phase commit over HTTP participants.
@@ -100,8 +101,9 @@ pub async fn create_two_pc(
     State(state): State<AppState>,
     V1Json(req): V1Json<TwoPcRequest>,
 ) -> Answer {
+    let wait = req.wait_result;
     let tx = build::two_pc(&state, req)?;
-    begin(&state, tx).await
+    begin(&state, tx, wait).await
 }
 
 /// Begin a TCC transaction (the body may be empty).
@@ -115,7 +117,7 @@ pub async fn create_tcc(
     OptJson(req): OptJson<TccBeginRequest>,
 ) -> Answer {
     let tx = build::tcc(&state, req)?;
-    begin(&state, tx).await
+    begin(&state, tx, false).await
 }
 
 /// Register a TCC branch (before calling its try).
@@ -186,7 +188,7 @@ pub async fn abort_tcc(
         (status = 409, description = "The gid exists with different content", body = ErrorBody)))]
 pub async fn create_msg(State(state): State<AppState>, V1Json(req): V1Json<MsgRequest>) -> Answer {
     let tx = build::msg(&state, req)?;
-    begin(&state, tx).await
+    begin(&state, tx, false).await
 }
 
 /// Submit a prepared message: deliver it to every branch.
