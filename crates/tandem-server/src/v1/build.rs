@@ -1,6 +1,7 @@
-//! Turns `/v1` requests into [`Transaction`]s: gid (given or generated), options, branch
-//! layout per protocol, and every check on what the client sent (URLs, allow-list, branch
-//! counts, headers, ids, reasons) — so that the engine only ever sees well-formed input.
+//! Turns `/v1` requests into [`Transaction`]s: gid (given or generated), branch layout per
+//! protocol, and every check on what the client sent (URLs, allow-list, branch counts, ids,
+//! reasons; options in [`super::options`]) — so that the engine only ever sees well-formed
+//! input.
 //!
 //! Layouts (the engine's, see `tandem_core::tx`): saga step k is `branches[2k]` action and
 //! `[2k+1]` compensate, ids "01", "02", …; 2PC participant k is `branches[3k..3k+3]`
@@ -13,12 +14,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::{HeaderName, HeaderValue};
-use tandem_core::{Branch, Op, Options, Transaction, TxKind};
+use tandem_core::{Branch, Op, Transaction, TxKind};
 
-use super::model::{
-    MsgRequest, SagaRequest, TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions,
-};
+use super::model::{MsgRequest, SagaRequest, TccBeginRequest, TccBranchRequest, TwoPcRequest};
+use super::options::options;
 use crate::error::ApiError;
 use crate::validate;
 use crate::AppState;
@@ -27,96 +26,6 @@ use crate::AppState;
 pub const REASON_BYTES_MAX: usize = 1000;
 /// Longest TCC branch id, in bytes.
 pub const BRANCH_ID_LEN_MAX: usize = 64;
-/// Most `branch_headers` one transaction may carry.
-pub const HEADERS_MAX: usize = 32;
-
-impl From<&Options> for TxOptions {
-    fn from(o: &Options) -> TxOptions {
-        TxOptions {
-            timeout_to_fail_ms: o.timeout_to_fail_ms,
-            request_timeout_ms: o.request_timeout_ms,
-            retry_interval_ms: Some(o.retry_interval_ms),
-            retry_max_ms: Some(o.retry_max_ms),
-            retry_limit: Some(o.retry_limit),
-            concurrent: Some(o.concurrent),
-            orders: Some(o.orders.clone()),
-            concurrency_max: Some(o.concurrency_max),
-            branch_headers: Some(o.branch_headers.iter().cloned().collect()),
-            query_prepared_after_ms: Some(o.query_prepared_after_ms),
-        }
-    }
-}
-
-/// Checks `o` and fills in the defaults.
-/// `wait_result` is not part of the stored options: it is how one request waits, not what
-/// the transaction is, so a resubmission that only waits differently stays idempotent.
-pub fn options(o: &TxOptions) -> Result<Options, ApiError> {
-    let d = Options::default();
-    let orders = o.orders.clone().unwrap_or_default();
-    let headers: Vec<(String, String)> = o
-        .branch_headers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    if headers.len() > HEADERS_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            format!(
-                "{} branch_headers; the limit is {HEADERS_MAX}",
-                headers.len()
-            ),
-        ));
-    }
-    for (k, v) in &headers {
-        if HeaderName::from_bytes(k.as_bytes()).is_err() || HeaderValue::from_str(v).is_err() {
-            return Err(ApiError::bad_request(
-                "invalid_options",
-                format!("branch header {k:?} is not a valid HTTP header"),
-            ));
-        }
-    }
-    let out = Options {
-        timeout_to_fail_ms: o.timeout_to_fail_ms,
-        request_timeout_ms: o.request_timeout_ms,
-        // A default never contradicts what the client set: a small `retry_max_ms` alone
-        // lowers the default interval, a large `retry_interval_ms` alone raises the max.
-        retry_interval_ms: o
-            .retry_interval_ms
-            .unwrap_or(d.retry_interval_ms.min(o.retry_max_ms.unwrap_or(u64::MAX))),
-        retry_max_ms: o
-            .retry_max_ms
-            .unwrap_or(d.retry_max_ms.max(o.retry_interval_ms.unwrap_or(0))),
-        retry_limit: o.retry_limit.unwrap_or(d.retry_limit),
-        concurrent: o.concurrent.unwrap_or(!orders.is_empty()),
-        orders,
-        concurrency_max: o.concurrency_max.unwrap_or(d.concurrency_max),
-        wait_result: false,
-        branch_headers: headers,
-        query_prepared_after_ms: o
-            .query_prepared_after_ms
-            .unwrap_or(d.query_prepared_after_ms),
-    };
-    if out.retry_interval_ms == 0 || out.retry_max_ms < out.retry_interval_ms {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            "retry_interval_ms must be at least 1 and at most retry_max_ms",
-        ));
-    }
-    if out.retry_limit == 0 {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            "retry_limit must be at least 1",
-        ));
-    }
-    if out.request_timeout_ms == Some(0) {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            "request_timeout_ms must be at least 1",
-        ));
-    }
-    Ok(out)
-}
 
 /// The caller's gid, or a fresh one: `<node>-<ms, hex>-<pid, hex>-<counter, hex>`, unique
 /// across restarts because the clock moves on between two starts.
@@ -300,33 +209,4 @@ pub fn reason(r: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(r.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn option_defaults_never_contradict_the_client() {
-        let o = |json: serde_json::Value| {
-            let t: TxOptions = serde_json::from_value(json).map_err(|e| e.to_string())?;
-            options(&t).map_err(|e| e.message)
-        };
-        let d = o(serde_json::json!({})).unwrap();
-        assert_eq!(d, Options::default());
-        let small = o(serde_json::json!({"retry_max_ms": 200})).unwrap();
-        assert_eq!((small.retry_interval_ms, small.retry_max_ms), (200, 200));
-        let big = o(serde_json::json!({"retry_interval_ms": 90_000})).unwrap();
-        assert_eq!((big.retry_interval_ms, big.retry_max_ms), (90_000, 90_000));
-        assert!(o(serde_json::json!({"retry_interval_ms": 10, "retry_max_ms": 5})).is_err());
-        assert!(o(serde_json::json!({"retry_limit": 0})).is_err());
-        let dag = o(serde_json::json!({"orders": [[], [0]]})).unwrap();
-        assert!(dag.concurrent);
-        let headers = o(serde_json::json!({"branch_headers": {"b": "2", "a": "1"}})).unwrap();
-        assert_eq!(
-            headers.branch_headers,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
-        );
-        assert!(o(serde_json::json!({"branch_headers": {"a": "x\ny"}})).is_err());
-    }
 }

@@ -26,6 +26,7 @@ pub mod extract;
 mod inspect;
 pub mod model;
 pub mod openapi;
+mod options;
 mod protocols;
 pub mod view;
 
