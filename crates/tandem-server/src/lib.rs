@@ -87,6 +87,11 @@ pub async fn serve_on(
     let app = router(state);
     tracing::info!(addr = %listener.local_addr()?, "tandem serving");
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    // No Nagle on accepted connections: an answer must not wait for the client's delayed
+    // ACK of the previous one on a keep-alive connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stopped_tx.send(());
