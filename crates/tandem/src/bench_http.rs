@@ -1,6 +1,6 @@
 //! `tandem bench http`: the server over real loopback HTTP, the way DTM clients use it.
 //!
-//! N closed-loop clients (one task each, one pooled keep-alive HTTP/1.1 connection each)
+//! N closed-loop clients (one task each, each owning one keep-alive HTTP/1.1 connection)
 //! submit 2-step sagas with `wait_result: true` to `POST /api/dtmsvr/submit`; a submit is
 //! answered only once the saga has ended, so the latency measured is the whole transaction:
 //! the request, the coordinator's forced log writes, both branch calls, the answer.
@@ -31,9 +31,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 /// Most answer bytes read per submit (DTM's answers are a few dozen bytes).
 const ANSWER_BYTES_MAX: usize = 64 * 1024;
@@ -125,13 +123,11 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("--server {base:?} is not a URL"))?;
 
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(a.concurrency)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector);
+    let authority = submit
+        .authority()
+        .with_context(|| format!("--server {base:?} has no host:port"))?
+        .as_str()
+        .to_string();
 
     let run_id = std::process::id() as u64 * 1_000_000
         + (std::time::SystemTime::now()
@@ -152,12 +148,11 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
     ));
 
     // One submit first, so a wrong address or API fails loudly instead of as 100% errors.
-    let first = submit_one(
-        &client,
-        &submit,
-        format!("bh{run_id}-probe"),
-        body_tail.as_str(),
-    )
+    let first = async {
+        let mut conn = Conn::open(&authority).await?;
+        conn.submit(&submit, format!("bh{run_id}-probe"), body_tail.as_str())
+            .await
+    }
     .await;
     if let Err(e) = first {
         stop_own(own_server, stop_tx).await;
@@ -171,7 +166,7 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(a.concurrency);
     for _ in 0..a.concurrency {
-        let (client, submit, body_tail) = (client.clone(), submit.clone(), body_tail.clone());
+        let (authority, submit, body_tail) = (authority.clone(), submit.clone(), body_tail.clone());
         let (seq, done, errors, recording, stop) = (
             seq.clone(),
             done.clone(),
@@ -181,10 +176,22 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
         );
         workers.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
+            let mut conn: Option<Conn> = None;
             while !stop.load(Ordering::Relaxed) {
                 let gid = format!("bh{run_id}-{}", seq.fetch_add(1, Ordering::Relaxed));
                 let t = Instant::now();
-                let ok = submit_one(&client, &submit, gid, &body_tail).await.is_ok();
+                let ok = match conn.as_mut() {
+                    Some(c) => c.submit(&submit, gid, &body_tail).await,
+                    None => match Conn::open(&authority).await {
+                        Ok(c) => conn.insert(c).submit(&submit, gid, &body_tail).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                // A broken connection is replaced before the next submit.
+                if ok.is_err() && conn.as_ref().is_some_and(|c| c.sender.is_closed()) {
+                    conn = None;
+                }
+                let ok = ok.is_ok();
                 if recording.load(Ordering::Relaxed) {
                     h.saturating_record(t.elapsed().as_nanos() as u64);
                     done.fetch_add(1, Ordering::Relaxed);
@@ -307,33 +314,62 @@ async fn stop_own(
     }
 }
 
-/// One submit; Ok only for a 200 answer.
-async fn submit_one(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    uri: &hyper::Uri,
-    gid: String,
-    body_tail: &str,
-) -> anyhow::Result<()> {
-    let mut body = String::with_capacity(10 + gid.len() + body_tail.len());
-    body.push_str(r#"{"gid":""#);
-    body.push_str(&gid);
-    body.push_str(body_tail);
-    let req = hyper::Request::post(uri.clone())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let resp = client.request(req).await?;
-    let status = resp.status();
-    let answer = Limited::new(resp.into_body(), ANSWER_BYTES_MAX)
-        .collect()
+/// One client's keep-alive HTTP/1.1 connection to the server. Each client owns one (a
+/// closed loop never has two requests in flight), so no pool lookup sits on the hot path.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(authority: &str) -> anyhow::Result<Conn> {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(authority),
+        )
         .await
-        .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
-        .to_bytes();
-    anyhow::ensure!(
-        status == hyper::StatusCode::OK,
-        "HTTP {status}: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    Ok(())
+        .with_context(|| format!("connecting to {authority}: timed out"))?
+        .with_context(|| format!("connecting to {authority}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender })
+    }
+
+    /// One submit; Ok only for a 200 answer.
+    async fn submit(
+        &mut self,
+        uri: &hyper::Uri,
+        gid: String,
+        body_tail: &str,
+    ) -> anyhow::Result<()> {
+        let mut body = String::with_capacity(10 + gid.len() + body_tail.len());
+        body.push_str(r#"{"gid":""#);
+        body.push_str(&gid);
+        body.push_str(body_tail);
+        let req = hyper::Request::post(uri.path())
+            .header(
+                hyper::header::HOST,
+                uri.authority().map(|a| a.as_str()).unwrap_or(""),
+            )
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status();
+        let answer = Limited::new(resp.into_body(), ANSWER_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+            .to_bytes();
+        anyhow::ensure!(
+            status == hyper::StatusCode::OK,
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        Ok(())
+    }
 }
 
 /// Starts the no-op branch service on a loopback port; returns its base URL.
