@@ -4,13 +4,15 @@
 //! Guards against: an acknowledgement given before its record was on disk (an acknowledged
 //! gid missing or never finishing after recovery); recovery re-calling an action whose
 //! success was already logged (the "logged `succeed`" snapshot is taken from the data
-//! directory between each kill and restart with `tandem tx list`); a failed saga leaving an
-//! applied action uncompensated; a succeeded saga missing an action or compensated.
+//! directory between each kill and restart); a failed saga leaving an
+//! applied action uncompensated; a succeeded saga missing an action or compensated. (The
+//! snapshot reads the store directly, as `tandem tx list|show --data-dir` do, because the
+//! CLI's list no longer carries branches and one `tx show` per gid would be too slow.)
 //!
 //! ```text
 //!  clients --submit--> tandem serve (child process) --action/compensate--> branch service
 //!                         ^   SIGKILL x5, restart on the same --data-dir      (in-process,
-//!                         |   between: `tandem tx list` snapshots the log      records calls)
+//!                         |   between: the log is snapshotted (all branches)   records calls)
 //! ```
 //!
 //! The branch service decides each answer from the gid (business failures, so a saga's
@@ -34,6 +36,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tandem_store::redb_store::{RedbConfig, RedbStore};
+use tandem_store::{ListQuery, Store, LIST_LIMIT_MAX};
 
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
 const STEPS: usize = 3;
@@ -241,51 +245,52 @@ async fn wait_ready(client: &HttpClient, port: u16) {
 }
 
 /// Every (gid, branch_id, op) → branch status, and gid → transaction status, as logged in
-/// the data directory (the server must be stopped).
+/// the data directory. The server must be stopped: this opens the store the way
+/// `tandem tx list|show --data-dir` does (replaying the write-ahead log), and reads every
+/// transaction with its branches, page by page.
+async fn snapshot(dir: &Path) -> Snapshot {
+    let store = RedbStore::open(dir, RedbConfig::default()).unwrap();
+    let mut snap = Snapshot::default();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = store
+            .list(&ListQuery {
+                cursor: cursor.take(),
+                limit: LIST_LIMIT_MAX,
+                ..ListQuery::default()
+            })
+            .await
+            .unwrap();
+        for tx in &page.items {
+            snap.status
+                .insert(tx.gid.clone(), tx.status.as_str().to_string());
+            for b in &tx.branches {
+                snap.branches.insert(
+                    (
+                        tx.gid.clone(),
+                        b.branch_id.clone(),
+                        b.op.as_str().to_string(),
+                    ),
+                    b.status.as_str().to_string(),
+                );
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => {
+                store.close().await.unwrap();
+                return snap;
+            }
+        }
+    }
+    panic!("list paging did not end");
+}
+
+/// Every (gid, branch_id, op) → branch status, and gid → transaction status.
 #[derive(Default)]
 struct Snapshot {
     branches: HashMap<(String, String, String), String>,
     status: HashMap<String, String>,
-}
-
-fn snapshot(dir: &Path) -> Snapshot {
-    let mut snap = Snapshot::default();
-    let mut cursor: Option<String> = None;
-    for _ in 0..1000 {
-        let mut cmd = Command::new(TANDEM);
-        cmd.args(["tx", "list", "--json", "--limit", "1000", "--data-dir"])
-            .arg(dir);
-        if let Some(c) = &cursor {
-            cmd.args(["--cursor", c]);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "tandem tx list failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for tx in v["transactions"].as_array().unwrap() {
-            let gid = tx["gid"].as_str().unwrap().to_string();
-            snap.status
-                .insert(gid.clone(), tx["status"].as_str().unwrap().to_string());
-            for b in tx["branches"].as_array().unwrap() {
-                snap.branches.insert(
-                    (
-                        gid.clone(),
-                        b["branch_id"].as_str().unwrap().to_string(),
-                        b["op"].as_str().unwrap().to_string(),
-                    ),
-                    b["status"].as_str().unwrap().to_string(),
-                );
-            }
-        }
-        match v["next"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => return snap,
-        }
-    }
-    panic!("tx list paging did not end");
 }
 
 fn saga_body(gid: &str, branch: SocketAddr) -> String {
@@ -380,10 +385,7 @@ async fn sigkill_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         child.kill().unwrap();
         child.wait().unwrap();
-        let d = dir.clone();
-        let snap = tokio::task::spawn_blocking(move || snapshot(&d))
-            .await
-            .unwrap();
+        let snap = snapshot(&dir).await;
         let open = snap
             .status
             .values()
@@ -446,10 +448,7 @@ async fn sigkill_loses_nothing_acknowledged() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let d = dir.clone();
-    let last = tokio::task::spawn_blocking(move || snapshot(&d))
-        .await
-        .unwrap();
+    let last = snapshot(&dir).await;
     let calls = svc.state.lock().unwrap().calls.clone();
 
     // Calls per gid, in arrival order.
