@@ -187,7 +187,7 @@ impl RedbStore {
             .map_err(redb_err)?;
         let db = Arc::new(db);
         let next_lsn = recover::recover(&wal_dir, &db, cfg.fsync)?;
-        let file = wal::create_segment(&wal_dir, next_lsn, cfg.fsync)?;
+        let file = wal::create_segment(&wal_dir, next_lsn, cfg.fsync, cfg.segment_bytes_max)?;
 
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(cfg.queue_records_max);

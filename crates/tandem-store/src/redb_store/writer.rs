@@ -251,7 +251,12 @@ impl Writer {
         }
         self.publish()?;
         if full {
-            self.file = wal::create_segment(&self.wal_dir, self.next_lsn, self.cfg.fsync)?;
+            self.file = wal::create_segment(
+                &self.wal_dir,
+                self.next_lsn,
+                self.cfg.fsync,
+                self.cfg.segment_bytes_max,
+            )?;
             self.segment_bytes = wal::SEGMENT_HEADER_BYTES as u64;
         }
         Ok(())
