@@ -9,6 +9,7 @@
 //!   425, or a body containing `ONGOING` = not yet; anything else, a timeout or a refused
 //!   connection = unknown, retried with backoff by the engine.
 //! - `branch_headers` are passed through; every call carries a W3C `traceparent`.
+//! - `https://` URLs are called over TLS (rustls, the system's trusted roots).
 //! - An empty URL is a no-op that succeeds (DTM's convention, used to measure coordinator
 //!   overhead alone).
 //!
@@ -30,7 +31,7 @@ use tandem_engine::{CallRequest, CallResult, Transport};
 pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 pub struct HttpTransport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for HttpTransport {
@@ -44,12 +45,38 @@ impl HttpTransport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
         HttpTransport { client }
     }
+}
+
+/// TLS for https branch URLs: rustls with the system's trusted roots (a machine without
+/// any gets an empty store, and https calls then fail as retryable errors, loudly logged).
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::warn!("no trusted root certificates found: https branch calls will fail");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // ring's default provider supports the default protocol versions: not an input error.
+        .expect("ring provides TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// DTM's `trans_type` for a call.
@@ -237,5 +264,43 @@ mod tests {
             t[..35],
             "one trace per transaction"
         );
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// An https URL is dialled with TLS (here against a plain TCP listener, so the
+    /// handshake fails): a retryable error, never "scheme not supported".
+    #[tokio::test]
+    async fn https_urls_are_called_over_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            }
+        });
+        let t = HttpTransport::new();
+        let req = CallRequest {
+            gid: Arc::from("g"),
+            kind: TxKind::Saga,
+            branch_id: "01".into(),
+            op: Op::Action,
+            target: format!("https://{addr}/x"),
+            payload: Vec::new(),
+            headers: Arc::new(Vec::new()),
+        };
+        let res = t.call(req).await;
+        match res.outcome {
+            CallOutcome::Error(e) => assert!(!e.contains("scheme"), "{e}"),
+            other => panic!("expected a TLS error, got {other:?}"),
+        }
     }
 }
