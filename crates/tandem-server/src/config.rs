@@ -159,3 +159,37 @@ impl ServerConfig {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags override the environment, which overrides the file; unset fields keep the
+    /// layer below.
+    #[test]
+    fn layers_override_in_order() {
+        let file: ConfigLayer = toml::from_str(
+            "listen = \"127.0.0.1:1000\"\nbody_bytes_max = 10\nallowed_hosts = [\"svc\"]\nnode_name = \"file\"",
+        )
+        .expect("toml");
+        let env = ConfigLayer {
+            body_bytes_max: Some(20),
+            node_name: Some("env".into()),
+            ..Default::default()
+        };
+        let flags = ConfigLayer {
+            node_name: Some("flag".into()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::default().apply(file).apply(env).apply(flags);
+        assert_eq!(cfg.listen, SocketAddr::from(([127, 0, 0, 1], 1000)));
+        assert_eq!(cfg.body_bytes_max, 20);
+        assert_eq!(cfg.node_name, "flag");
+        assert_eq!(cfg.allowed_hosts, Some(vec!["svc".to_string()]));
+        assert_eq!(cfg.data_dir, PathBuf::from("./tandem-data"));
+        assert!(
+            toml::from_str::<ConfigLayer>("lisen = \"x\"").is_err(),
+            "unknown keys are refused"
+        );
+    }
+}
