@@ -314,7 +314,8 @@ impl Driver {
         }
         if self.tx.is_final() {
             fail::fail_point!("after-end");
-        } else if self.tx.version == 1 {
+        }
+        if !self.tx.is_final() && self.tx.version == 1 {
             fail::fail_point!("after-start");
         }
         Ok(())
