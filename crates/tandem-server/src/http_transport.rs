@@ -98,7 +98,8 @@ pub fn op_name(op: Op) -> &'static str {
     }
 }
 
-fn encode_query(v: &str) -> String {
+/// Percent-encodes everything but RFC 3986's unreserved characters (for query values).
+pub fn encode_query(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

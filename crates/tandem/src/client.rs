@@ -38,18 +38,7 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use tandem_server::http_transport::encode_query as encode;
 
 impl ServerClient {
     /// `server` is the base URL, e.g. `http://127.0.0.1:36789`.

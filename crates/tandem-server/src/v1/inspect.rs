@@ -113,7 +113,6 @@ pub async fn retry_tx(
     V1Json(req): V1Json<ReasonRequest>,
 ) -> Result<Json<TxView>, ApiError> {
     let reason = build::reason(&req.reason)?;
-    load(&state, &gid, None).await?;
     state.coord.retry(&gid, reason).await?;
     let tx = load(&state, &gid, None).await?;
     Ok(Json(TxView::from(&tx)))
@@ -137,7 +136,6 @@ pub async fn stop_tx(
     V1Json(req): V1Json<ReasonRequest>,
 ) -> Result<Json<TxView>, ApiError> {
     let reason = build::reason(&req.reason)?;
-    load(&state, &gid, None).await?;
     state.coord.stop(&gid, reason).await?;
     let tx = load(&state, &gid, None).await?;
     Ok(Json(TxView::from(&tx)))
