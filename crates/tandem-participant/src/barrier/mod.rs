@@ -1,0 +1,1 @@
+//! The sub-transaction barrier (see the crate docs).

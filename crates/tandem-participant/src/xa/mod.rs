@@ -1,0 +1,1 @@
+//! XA: prepared transactions on PostgreSQL and MySQL/MariaDB (see the crate docs).
