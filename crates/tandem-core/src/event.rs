@@ -58,6 +58,9 @@ pub enum Event {
     Retry { reason: String },
     /// Operator: stop trying; the transaction ends `failed` where the protocol allows it.
     Stop { reason: String },
+    /// The engine: progress stalled (e.g. stuck in one status past a threshold); park the
+    /// transaction with `reason` until an operator retries or stops it.
+    Park { reason: String },
 }
 
 /// An effect the engine must carry out.
@@ -156,5 +159,6 @@ pub(crate) fn event_name(event: &Event) -> &'static str {
         Event::Abort => "abort",
         Event::Retry { .. } => "retry",
         Event::Stop { .. } => "stop",
+        Event::Park { .. } => "park",
     }
 }

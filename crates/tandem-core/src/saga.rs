@@ -93,6 +93,7 @@ pub(crate) fn apply(
             }
         }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
+        Event::Park { reason } => sched::park(tx, now, reason, &mut out),
         Event::Stop { reason } => {
             tx.note(now, "stop", reason.clone());
             tx.fail_reason

@@ -142,6 +142,7 @@ pub(crate) fn apply(
             }
         }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
+        Event::Park { reason } => sched::park(tx, now, reason, &mut out),
         Event::Stop { reason } => {
             if tx.status != TxStatus::Prepared || one_phase {
                 return Err(ApplyError::wrong_status(

@@ -452,3 +452,49 @@ fn invalid_sagas_are_refused() {
     );
     assert!(not_concurrent.apply(Event::Start, T0).is_err());
 }
+
+#[test]
+fn the_engine_parks_a_stalled_saga_and_an_ended_one_never() {
+    let mut tx = saga(2, Options::default());
+    apply(&mut tx, Event::Start, T0);
+    let reason = "stuck in status submitted for 3600 s".to_string();
+    assert_eq!(
+        apply(
+            &mut tx,
+            Event::Park {
+                reason: reason.clone()
+            },
+            at(5)
+        ),
+        vec![
+            persist(true),
+            Command::Park {
+                reason: reason.clone()
+            }
+        ]
+    );
+    assert_eq!(tx.parked.as_deref(), Some(reason.as_str()));
+    // Parking twice changes nothing; a retry resumes.
+    assert_eq!(apply(&mut tx, Event::Park { reason }, at(6)), vec![]);
+    apply(
+        &mut tx,
+        Event::Retry {
+            reason: "ok".into(),
+        },
+        at(7),
+    );
+    assert_eq!(tx.parked, None);
+    apply(
+        &mut tx,
+        Event::Stop {
+            reason: "done".into(),
+        },
+        at(8),
+    );
+    assert!(tx.is_final());
+    assert_eq!(
+        apply(&mut tx, Event::Park { reason: "x".into() }, at(9)),
+        vec![]
+    );
+    assert_eq!(tx.parked, None);
+}

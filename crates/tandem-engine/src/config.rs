@@ -13,6 +13,9 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// Prefix every XA/2PC gid this coordinator owns carries (in-doubt recovery matches on it).
     pub node_name: String,
+    /// Park a transaction that stays in one status (and unparked) this long: a stall an
+    /// operator should see, not a silent loop. `None` turns the check off.
+    pub stuck_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -22,6 +25,7 @@ impl Default for EngineConfig {
             calls_in_flight_max: 4096,
             request_timeout: Duration::from_secs(30),
             node_name: "tandem".into(),
+            stuck_after: Some(Duration::from_secs(3600)),
         }
     }
 }

@@ -17,14 +17,16 @@ use std::sync::Arc;
 use tandem_core::{validate_gid, Event, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
 use tandem_store::{ListQuery, Page, Store, StoreStats};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 
+use crate::alert::{ParkedAlert, ALERTS_QUEUE_MAX};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::driver::{
     Control, Driver, Outcome, INBOX_MAX, SHUTDOWN_DRAIN, SHUTDOWN_RUN, SHUTDOWN_STOP,
 };
 use crate::error::{EngineError, Result};
+use crate::metrics::EngineMetrics;
 use crate::participant::{Resource, SagaStep};
 use crate::registry::{Claim, Registry};
 use crate::transport::{InProcess, Local, Transport};
@@ -64,7 +66,14 @@ pub(crate) struct Shared {
     pub(crate) call_permits: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<u8>,
     pub(crate) stats: Counters,
+    pub(crate) metrics: Arc<EngineMetrics>,
+    pub(crate) alerts: broadcast::Sender<ParkedAlert>,
+    pub(crate) on_end: Option<EndHook>,
 }
+
+/// Called with every transaction as it ends (e.g. to export its trace span). Must be quick:
+/// it runs on the transaction's driver.
+pub type EndHook = Arc<dyn Fn(&Transaction) + Send + Sync>;
 
 /// Builds a [`Coordinator`]: where the log lives, which participants exist, which clock
 /// and transport to use.
@@ -75,6 +84,7 @@ pub struct CoordinatorBuilder {
     clock: Arc<dyn Clock>,
     store: Option<Arc<dyn Store>>,
     redb: RedbConfig,
+    on_end: Option<EndHook>,
 }
 
 impl Default for CoordinatorBuilder {
@@ -86,6 +96,7 @@ impl Default for CoordinatorBuilder {
             clock: Arc::new(SystemClock),
             store: None,
             redb: RedbConfig::default(),
+            on_end: None,
         }
     }
 }
@@ -117,6 +128,11 @@ impl CoordinatorBuilder {
     }
     pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
         self.clock = c;
+        self
+    }
+    /// Calls `hook` with every transaction as it ends (see [`EndHook`]).
+    pub fn on_end(mut self, hook: EndHook) -> Self {
+        self.on_end = Some(hook);
         self
     }
     /// Uses this store instead of opening the embedded one.
@@ -157,6 +173,9 @@ impl CoordinatorBuilder {
             config: self.config,
             shutdown,
             stats: Counters::default(),
+            metrics: Arc::new(EngineMetrics::default()),
+            alerts: broadcast::channel(ALERTS_QUEUE_MAX).0,
+            on_end: self.on_end,
         });
         let c = Coordinator {
             shared,
@@ -216,6 +235,7 @@ impl Coordinator {
             let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
             if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
                 self.shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.recovery(0, 1);
                 let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
                 tokio::spawn(driver.run(Event::Resume, None, None));
             }
@@ -265,6 +285,7 @@ impl Coordinator {
         tx.created_at = now;
         tx.updated_at = now;
         self.shared.stats.started.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.started(tx.kind);
         let (started_tx, started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         let waiter = (wait == Wait::Outcome).then_some(done_tx);
@@ -401,6 +422,21 @@ impl Coordinator {
             active: self.shared.registry.len(),
             store: self.shared.store.stats(),
         }
+    }
+
+    /// The live counters and histograms (for `/metrics`).
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.shared.metrics
+    }
+
+    /// Subscribes to parked-transaction alerts (see [`crate::alert`]).
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<ParkedAlert> {
+        self.shared.alerts.subscribe()
+    }
+
+    /// The log's batch-size and fsync-latency distributions, when the store has a log.
+    pub fn log_histograms(&self) -> Option<tandem_store::LogHistograms> {
+        self.shared.store.log_histograms()
     }
 
     /// Shuts down with a 5-second grace period; see [`Coordinator::close_within`].

@@ -71,6 +71,15 @@ pub(crate) const SHUTDOWN_STOP: u8 = 2;
 /// Capacity of a driver's inbox.
 pub(crate) const INBOX_MAX: usize = 64;
 
+/// `950 ms`, `42 s`, `3600 s`: short enough for a reason line.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs())
+    }
+}
+
 type CallFuture =
     Pin<Box<dyn Future<Output = (usize, CallResult, tandem_core::Timestamp, u64)> + Send>>;
 
@@ -85,6 +94,10 @@ pub(crate) struct Driver {
     headers: Arc<Vec<(String, String)>>,
     /// 2PC: the commit decision is known to be durable.
     decided: bool,
+    /// This driver counts its transaction in the parked gauge.
+    parked_counted: bool,
+    /// The status the transaction is in, and since when (for `stuck_after`).
+    phase: (TxStatus, Instant),
 }
 
 impl Driver {
@@ -106,7 +119,34 @@ impl Driver {
             waiters: Vec::new(),
             headers,
             decided,
+            parked_counted: false,
+            phase: (TxStatus::Prepared, Instant::now()),
         }
+    }
+
+    /// Keeps the parked gauge and the current phase in step with the transaction.
+    fn track(&mut self) {
+        let parked = self.tx.parked.is_some() && !self.tx.is_final();
+        if parked != self.parked_counted {
+            self.shared.metrics.parked_gauge(parked);
+            self.parked_counted = parked;
+            if !parked {
+                // An operator's retry starts the stuck clock anew.
+                self.phase.1 = Instant::now();
+            }
+        }
+        if self.tx.status != self.phase.0 {
+            self.phase = (self.tx.status, Instant::now());
+        }
+    }
+
+    /// When the transaction counts as stuck, if it is not parked already.
+    fn stuck_at(&self) -> Option<Instant> {
+        let after = self.shared.config.stuck_after?;
+        if self.tx.parked.is_some() || self.tx.is_final() {
+            return None;
+        }
+        Some(self.phase.1 + after)
     }
 
     /// Runs the transaction from `first` (Start or Resume) until it ends, then deregisters.
@@ -125,6 +165,9 @@ impl Driver {
         }
         if ok {
             self.event_loop().await;
+        }
+        if self.parked_counted {
+            self.shared.metrics.parked_gauge(false);
         }
         self.shared.registry.remove(&self.gid);
         // Answer whatever reached the inbox before it closed, so nobody waits on a driver
@@ -159,10 +202,38 @@ impl Driver {
                 return;
             }
             let draining = phase == SHUTDOWN_DRAIN;
-            let sleep = self.wake.map(|at| {
+            // Stuck: checked on every turn; a timer for it only while nothing else would wake
+            // the loop (a call in flight ends within its timeout and brings us back here).
+            let stuck_at = self.stuck_at();
+            if !draining && stuck_at.is_some_and(|at| at <= Instant::now()) {
+                let reason = format!(
+                    "stuck in status {} for {} (stuck_after {})",
+                    self.tx.status.as_str(),
+                    human(self.phase.1.elapsed()),
+                    human(self.shared.config.stuck_after.unwrap_or_default())
+                );
+                if let Err(e) = self.step(Event::Park { reason }).await {
+                    tracing::error!(gid = %self.gid, error = %e, "driver stopped; the transaction resumes from the log on restart");
+                    return;
+                }
+                continue;
+            }
+            let wake_in = self.wake.map(|at| {
                 let now = self.shared.clock.now();
-                tokio::time::sleep(Duration::from_millis(at.0.saturating_sub(now.0)))
+                Duration::from_millis(at.0.saturating_sub(now.0))
             });
+            let stuck_in = stuck_at
+                .filter(|_| self.calls.is_empty())
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            // Whether the timer below is the transaction's own wake-up (else the stuck check).
+            let ticks = match (wake_in, stuck_in) {
+                (Some(a), Some(b)) => a <= b,
+                (a, _) => a.is_some(),
+            };
+            let sleep = match (wake_in, stuck_in) {
+                (Some(a), Some(b)) => Some(tokio::time::sleep(a.min(b))),
+                (a, b) => a.or(b).map(tokio::time::sleep),
+            };
             let has_sleep = sleep.is_some();
             let sleep = async move {
                 match sleep {
@@ -193,8 +264,12 @@ impl Driver {
                     None => Ok(()),
                 },
                 _ = sleep, if has_sleep && !draining => {
-                    self.wake = None;
-                    self.step(Event::Tick).await
+                    if ticks {
+                        self.wake = None;
+                        self.step(Event::Tick).await
+                    } else {
+                        Ok(()) // the stuck check at the top of the loop decides
+                    }
                 }
                 changed = shutdown.changed(), if watched => {
                     watched = changed.is_ok();
@@ -216,6 +291,7 @@ impl Driver {
         latency_us: u64,
     ) -> Result<(), EngineError> {
         let op = self.tx.branches[branch].op;
+        self.shared.metrics.call(op, &res.outcome, latency_us);
         let stats = &self.shared.stats;
         stats
             .calls
@@ -260,7 +336,9 @@ impl Driver {
     async fn step(&mut self, event: Event) -> Result<(), EngineError> {
         let now = self.shared.clock.now();
         let cmds = self.tx.apply(event, now)?;
-        self.execute(cmds).await
+        let result = self.execute(cmds).await;
+        self.track();
+        result
     }
 
     async fn execute(&mut self, cmds: Vec<Command>) -> Result<(), EngineError> {
@@ -274,7 +352,15 @@ impl Driver {
                         .stats
                         .parked
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.metrics.parked(self.tx.kind);
                     tracing::warn!(gid = %self.gid, %reason, "transaction parked; an operator must retry or stop it");
+                    let _ = self.shared.alerts.send(crate::alert::ParkedAlert {
+                        gid: self.tx.gid.clone(),
+                        kind: self.tx.kind,
+                        status: self.tx.status,
+                        reason,
+                        at: self.shared.clock.now(),
+                    });
                     let outcome = Outcome::of(&self.tx);
                     for w in self.waiters.drain(..) {
                         let _ = w.send(outcome.clone());
@@ -287,6 +373,10 @@ impl Driver {
                         &self.shared.stats.failed
                     };
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.metrics.finished(self.tx.kind, status);
+                    if let Some(hook) = &self.shared.on_end {
+                        hook(&self.tx);
+                    }
                     let outcome = Outcome::of(&self.tx);
                     for w in self.waiters.drain(..) {
                         let _ = w.send(outcome.clone());

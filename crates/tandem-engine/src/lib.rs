@@ -15,22 +15,26 @@
 //! `2pc-before-decision`, `2pc-after-decision`, `2pc-between-phase2`, `before-end`,
 //! `after-end`, and in the store `store-before-sync`, `store-after-sync`.
 
+pub mod alert;
 mod api;
 pub mod clock;
 pub mod config;
 mod coordinator;
 mod driver;
 mod error;
+pub mod metrics;
 pub mod participant;
 mod registry;
 pub mod transport;
 
+pub use alert::ParkedAlert;
 pub use api::{SagaBuilder, TwoPhaseBuilder};
 pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
-pub use coordinator::{Coordinator, CoordinatorBuilder, EngineStats, Wait};
+pub use coordinator::{Coordinator, CoordinatorBuilder, EndHook, EngineStats, Wait};
 pub use driver::Outcome;
 pub use error::{EngineError, Result};
+pub use metrics::{EngineMetrics, MetricsSnapshot};
 pub use participant::{BranchError, CallRequest, Resource, SagaStep, Vote};
 pub use tandem_core;
 pub use tandem_store;

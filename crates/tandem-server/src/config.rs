@@ -25,6 +25,72 @@ pub struct ServerConfig {
     pub active_max: usize,
     /// Prefix of every gid this server generates (`newGid`).
     pub node_name: String,
+    /// When set, every API (native, DTM-compatible, dashboard data) requires
+    /// `Authorization: Bearer <token>`.
+    pub auth_token: Option<Secret>,
+    /// Leave `/metrics` open when a token is set.
+    pub metrics_public: bool,
+    /// Leave `/api/ping` open when a token is set.
+    pub ping_public: bool,
+    /// Park a transaction stuck in one status this long (`None`: never).
+    pub stuck_after: Option<Duration>,
+    /// POST a JSON alert here whenever a transaction is parked.
+    pub alert_webhook_url: Option<String>,
+    /// Attempts per alert (with backoff) before it is given up and counted as failed.
+    pub alert_attempts_max: u32,
+    /// Export spans here with OTLP/HTTP (JSON), e.g. `http://127.0.0.1:4318`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Log lines as `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("expected text or json, got {s:?}")),
+        }
+    }
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 impl Default for ServerConfig {
@@ -39,6 +105,15 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             active_max: 100_000,
             node_name: "tandem".into(),
+            auth_token: None,
+            metrics_public: false,
+            ping_public: false,
+            stuck_after: Some(Duration::from_secs(3600)),
+            alert_webhook_url: None,
+            alert_attempts_max: 5,
+            otlp_endpoint: None,
+            service_name: "tandem".into(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -56,6 +131,16 @@ pub struct ConfigLayer {
     pub shutdown_grace_ms: Option<u64>,
     pub active_max: Option<usize>,
     pub node_name: Option<String>,
+    pub auth_token: Option<Secret>,
+    pub metrics_public: Option<bool>,
+    pub ping_public: Option<bool>,
+    /// 0 turns the stuck check off.
+    pub stuck_after_ms: Option<u64>,
+    pub alert_webhook_url: Option<String>,
+    pub alert_attempts_max: Option<u32>,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +177,10 @@ impl ConfigLayer {
 
     /// Reads `TANDEM_LISTEN`, `TANDEM_DATA_DIR`, `TANDEM_BODY_BYTES_MAX`, `TANDEM_BRANCHES_MAX`,
     /// `TANDEM_ALLOWED_HOSTS` (comma-separated), `TANDEM_REQUEST_TIMEOUT_MS`,
-    /// `TANDEM_SHUTDOWN_GRACE_MS`, `TANDEM_ACTIVE_MAX`, `TANDEM_NODE_NAME`.
+    /// `TANDEM_SHUTDOWN_GRACE_MS`, `TANDEM_ACTIVE_MAX`, `TANDEM_NODE_NAME`, `TANDEM_AUTH_TOKEN`,
+    /// `TANDEM_METRICS_PUBLIC`, `TANDEM_PING_PUBLIC`, `TANDEM_STUCK_AFTER_MS`,
+    /// `TANDEM_ALERT_WEBHOOK_URL`, `TANDEM_ALERT_ATTEMPTS_MAX`, `TANDEM_OTLP_ENDPOINT` (or the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`), `TANDEM_SERVICE_NAME`, `TANDEM_LOG_FORMAT`.
     pub fn from_env() -> Result<ConfigLayer, ConfigError> {
         fn get<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError>
         where
@@ -122,6 +210,18 @@ impl ConfigLayer {
             shutdown_grace_ms: get("TANDEM_SHUTDOWN_GRACE_MS")?,
             active_max: get("TANDEM_ACTIVE_MAX")?,
             node_name: get("TANDEM_NODE_NAME")?,
+            auth_token: get::<Secret>("TANDEM_AUTH_TOKEN")?.filter(|t| !t.0.is_empty()),
+            metrics_public: get("TANDEM_METRICS_PUBLIC")?,
+            ping_public: get("TANDEM_PING_PUBLIC")?,
+            stuck_after_ms: get("TANDEM_STUCK_AFTER_MS")?,
+            alert_webhook_url: get("TANDEM_ALERT_WEBHOOK_URL")?,
+            alert_attempts_max: get("TANDEM_ALERT_ATTEMPTS_MAX")?,
+            otlp_endpoint: match get("TANDEM_OTLP_ENDPOINT")? {
+                Some(v) => Some(v),
+                None => get("OTEL_EXPORTER_OTLP_ENDPOINT")?,
+            },
+            service_name: get("TANDEM_SERVICE_NAME")?,
+            log_format: get("TANDEM_LOG_FORMAT")?,
         })
     }
 }
@@ -155,6 +255,33 @@ impl ServerConfig {
         }
         if let Some(v) = layer.node_name {
             self.node_name = v;
+        }
+        if let Some(v) = layer.auth_token {
+            self.auth_token = Some(v).filter(|t| !t.0.is_empty());
+        }
+        if let Some(v) = layer.metrics_public {
+            self.metrics_public = v;
+        }
+        if let Some(v) = layer.ping_public {
+            self.ping_public = v;
+        }
+        if let Some(v) = layer.stuck_after_ms {
+            self.stuck_after = (v > 0).then(|| Duration::from_millis(v));
+        }
+        if let Some(v) = layer.alert_webhook_url {
+            self.alert_webhook_url = Some(v).filter(|u| !u.is_empty());
+        }
+        if let Some(v) = layer.alert_attempts_max {
+            self.alert_attempts_max = v.clamp(1, 100);
+        }
+        if let Some(v) = layer.otlp_endpoint {
+            self.otlp_endpoint = Some(v).filter(|u| !u.is_empty());
+        }
+        if let Some(v) = layer.service_name {
+            self.service_name = v;
+        }
+        if let Some(v) = layer.log_format {
+            self.log_format = v;
         }
         self
     }

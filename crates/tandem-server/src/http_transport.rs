@@ -32,6 +32,7 @@ pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 pub struct HttpTransport {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    spans: Option<crate::otlp::Exporter>,
 }
 
 impl Default for HttpTransport {
@@ -55,12 +56,59 @@ impl HttpTransport {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
-        HttpTransport { client }
+        HttpTransport {
+            client,
+            spans: None,
+        }
+    }
+
+    /// Exports a span for every branch call.
+    pub fn with_spans(mut self, spans: crate::otlp::Exporter) -> HttpTransport {
+        self.spans = Some(spans);
+        self
     }
 }
 
 /// TLS for https branch URLs: rustls with the system's trusted roots (a machine without
 /// any gets an empty store, and https calls then fail as retryable errors, loudly logged).
+impl HttpTransport {
+    /// POSTs a JSON body to `url` (alerts, span export), bounded by `timeout`; the answer's
+    /// status, or why there was none. The answer body is read (bounded) and dropped.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let mut builder = hyper::Request::builder()
+            .method(hyper::Method::POST)
+            .uri(url)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("bad request to {url}: {e}"))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let _ = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+                .collect()
+                .await;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+    }
+}
+
 fn tls_config() -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
@@ -129,20 +177,24 @@ pub fn call_url(req: &CallRequest) -> String {
     )
 }
 
-/// A `traceparent` for the call: the trace id from the gid (so every call of one
-/// transaction shares a trace), a fresh span id per call.
+/// A call's span id when spans are not exported: stable per gid, branch and op.
+fn call_span_id(gid: &str, branch_id: &str, op: Op) -> u64 {
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ 3;
+    for b in format!("{gid}/{branch_id}/{}", op.as_str()).bytes() {
+        x ^= u64::from(b);
+        x = x.wrapping_mul(0x0100_0000_01b3);
+    }
+    x | 1
+}
+
+/// The `traceparent` a call without a submitter's trace context carries (trace id from the
+/// gid, so every call of one transaction shares a trace).
 pub fn traceparent(gid: &str, branch_id: &str, op: Op) -> String {
-    let h = |seed: u64, s: &str| {
-        let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-        for b in s.bytes() {
-            x ^= u64::from(b);
-            x = x.wrapping_mul(0x0100_0000_01b3);
-        }
-        x
-    };
-    let trace = format!("{:016x}{:016x}", h(1, gid), h(2, gid));
-    let span = h(3, &format!("{gid}/{branch_id}/{}", op.as_str())) | 1;
-    format!("00-{trace}-{span:016x}-01")
+    crate::trace::TraceParent {
+        trace_id: crate::trace::trace_id(gid, &[]),
+        span_id: call_span_id(gid, branch_id, op),
+    }
+    .header()
 }
 
 /// Classifies an HTTP answer the way DTM does.
@@ -177,7 +229,7 @@ fn snippet(text: &str) -> String {
 
 #[async_trait]
 impl Transport for HttpTransport {
-    async fn call(&self, req: CallRequest) -> CallResult {
+    async fn call(&self, mut req: CallRequest) -> CallResult {
         if req.target.is_empty() {
             return CallOutcome::Success.into();
         }
@@ -187,23 +239,98 @@ impl Transport for HttpTransport {
         } else {
             hyper::Method::POST
         };
+        // One trace per transaction: the submitter's trace id (or the gid's), a span per call.
+        let trace_id = crate::trace::trace_id(&req.gid, &req.headers);
+        let span_id = if self.spans.is_some() {
+            crate::trace::new_span_id()
+        } else {
+            call_span_id(&req.gid, &req.branch_id, req.op)
+        };
+        let tp = crate::trace::TraceParent { trace_id, span_id };
         let mut builder = hyper::Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(url.as_str())
-            .header("traceparent", traceparent(&req.gid, &req.branch_id, req.op));
+            .header("traceparent", tp.header());
         if !req.payload.is_empty() {
             builder = builder.header("content-type", "application/json");
         }
         for (k, v) in req.headers.iter() {
-            builder = builder.header(k.as_str(), v.as_str());
+            if !k.eq_ignore_ascii_case("traceparent") {
+                builder = builder.header(k.as_str(), v.as_str());
+            }
         }
-        let request = match builder.body(Full::new(Bytes::from(req.payload))) {
+        let start_ns = crate::otlp::now_ns();
+        let payload = std::mem::take(&mut req.payload);
+        let result = self.send(builder, payload, &url, &req.target).await;
+        if let Some(spans) = &self.spans {
+            spans.export(call_span(
+                &req,
+                tp,
+                start_ns,
+                method.as_str(),
+                &url,
+                &result,
+            ));
+        }
+        result
+    }
+}
+
+/// The exported span of one branch call.
+fn call_span(
+    req: &CallRequest,
+    tp: crate::trace::TraceParent,
+    start_ns: u64,
+    method: &str,
+    url: &str,
+    result: &CallResult,
+) -> crate::otlp::Span {
+    use serde_json::json;
+    let (outcome, error) = match &result.outcome {
+        CallOutcome::Success | CallOutcome::ReadOnly => ("success", None),
+        CallOutcome::Failure(e) => ("failure", Some(e.clone())),
+        CallOutcome::Ongoing => ("ongoing", None),
+        CallOutcome::Error(e) => ("error", Some(e.clone())),
+    };
+    let mut attrs = vec![
+        ("tandem.gid", json!(&*req.gid)),
+        ("tandem.branch_id", json!(req.branch_id)),
+        ("tandem.op", json!(req.op.as_str())),
+        ("tandem.outcome", json!(outcome)),
+        ("http.request.method", json!(method)),
+        ("url.full", json!(url)),
+    ];
+    if let Some(code) = result.code {
+        attrs.push(("http.response.status_code", json!(code)));
+    }
+    crate::otlp::Span {
+        trace_id: tp.trace_id,
+        span_id: tp.span_id,
+        parent: Some(crate::trace::tx_span_id(&req.gid)),
+        name: format!("{} {}", req.op.as_str(), req.branch_id),
+        kind: crate::otlp::KIND_CLIENT,
+        start_ns,
+        end_ns: crate::otlp::now_ns(),
+        attrs,
+        error,
+    }
+}
+
+impl HttpTransport {
+    async fn send(
+        &self,
+        builder: hyper::http::request::Builder,
+        payload: Vec<u8>,
+        url: &str,
+        target: &str,
+    ) -> CallResult {
+        let request = match builder.body(Full::new(Bytes::from(payload))) {
             Ok(r) => r,
             Err(e) => return CallOutcome::Error(format!("bad request to {url}: {e}")).into(),
         };
         let response = match self.client.request(request).await {
             Ok(r) => r,
-            Err(e) => return CallOutcome::Error(format!("{}: {e}", req.target)).into(),
+            Err(e) => return CallOutcome::Error(format!("{target}: {e}")).into(),
         };
         let status = response.status().as_u16();
         let body = match Limited::new(response.into_body(), ANSWER_BYTES_MAX)

@@ -10,10 +10,15 @@
 //! JSON body naming the problem, never a 500; shutdown (SIGTERM/SIGINT) stops accepting,
 //! lets in-flight work finish up to a deadline, then flushes and closes the log.
 
+pub mod alerts;
+pub mod auth;
 pub mod config;
 pub mod dtm;
 pub mod error;
 pub mod http_transport;
+pub mod metrics;
+pub mod otlp;
+pub mod trace;
 pub mod v1;
 pub mod validate;
 
@@ -39,17 +44,50 @@ pub async fn open_coordinator(
 ) -> Result<Coordinator, tandem_engine::EngineError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| tandem_engine::EngineError::Store(e.into()))?;
-    Coordinator::builder()
+    let mut transport = http_transport::HttpTransport::new();
+    let mut builder = Coordinator::builder();
+    if let Some(endpoint) = &cfg.otlp_endpoint {
+        let spans = otlp::Exporter::spawn(endpoint, &cfg.service_name);
+        transport = transport.with_spans(spans.clone());
+        builder = builder.on_end(Arc::new(move |tx| spans.export(tx_span(tx))));
+        tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");
+    }
+    builder
         .config(EngineConfig {
             active_max: cfg.active_max,
             request_timeout: cfg.request_timeout,
             node_name: cfg.node_name.clone(),
+            stuck_after: cfg.stuck_after,
             ..EngineConfig::default()
         })
         .redb_config(RedbConfig::default())
-        .transport(Arc::new(http_transport::HttpTransport::new()))
+        .transport(Arc::new(transport))
         .open(&cfg.data_dir)
         .await
+}
+
+/// The exported span of a transaction that ended: from its creation to its end, a child of
+/// the request that created it when that request carried a `traceparent`.
+fn tx_span(tx: &tandem_core::Transaction) -> otlp::Span {
+    use serde_json::json;
+    let headers = &tx.options.branch_headers;
+    let ms = |t: tandem_core::Timestamp| t.0.saturating_mul(1_000_000);
+    otlp::Span {
+        trace_id: trace::trace_id(&tx.gid, headers),
+        span_id: trace::tx_span_id(&tx.gid),
+        parent: trace::submitted(headers).map(|tp| tp.span_id),
+        name: format!("{} {}", tx.kind.as_str(), tx.gid),
+        kind: otlp::KIND_INTERNAL,
+        start_ns: ms(tx.created_at),
+        end_ns: tx.finished_at.map_or_else(otlp::now_ns, ms),
+        attrs: vec![
+            ("tandem.gid", json!(tx.gid)),
+            ("tandem.type", json!(tx.kind.as_str())),
+            ("tandem.status", json!(tx.status.as_str())),
+            ("tandem.branches", json!(tx.branches.len())),
+        ],
+        error: tx.fail_reason.clone(),
+    }
 }
 
 /// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, with the body limit.
@@ -58,7 +96,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1::routes())
         .merge(dtm::routes())
+        .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(trace::capture))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -79,6 +123,14 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
     let coord = open_coordinator(&cfg).await?;
+    if let Some(url) = &cfg.alert_webhook_url {
+        alerts::spawn(
+            &coord,
+            url.clone(),
+            cfg.alert_attempts_max,
+            cfg.node_name.clone(),
+        );
+    }
     let grace = cfg.shutdown_grace;
     let state = AppState {
         coord: coord.clone(),

@@ -24,6 +24,7 @@ use tandem_core::codec::{self, CodecError};
 use tandem_core::{Timestamp, Transaction, TxKind, TxStatus};
 
 pub mod conformance;
+pub mod hist;
 pub mod memory;
 mod query;
 pub mod redb_store;
@@ -160,4 +161,17 @@ pub trait Store: Send + Sync + 'static {
     /// Flushes and stops the writer; later calls answer [`StoreError::Closed`].
     async fn close(&self) -> Result<()>;
     fn stats(&self) -> StoreStats;
+    /// Distributions of the log's work, for `/metrics` (a store without a log has none).
+    fn log_histograms(&self) -> Option<LogHistograms> {
+        None
+    }
+}
+
+/// How the log's batches and fsyncs are distributed.
+#[derive(Debug, Clone)]
+pub struct LogHistograms {
+    /// Records per written batch.
+    pub batch_records: hist::HistogramSnapshot,
+    /// fdatasync duration, nanoseconds.
+    pub fsync_ns: hist::HistogramSnapshot,
 }

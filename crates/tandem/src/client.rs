@@ -25,6 +25,8 @@ pub const ANSWER_BYTES_MAX: usize = 64 << 20;
 pub struct ServerClient {
     base: String,
     http: Client<HttpConnector, Full<Bytes>>,
+    /// `TANDEM_AUTH_TOKEN`, sent as a bearer token when the server requires one.
+    token: Option<String>,
 }
 
 /// Filters of `GET /v1/transactions`, as the CLI takes them.
@@ -52,6 +54,9 @@ impl ServerClient {
         Ok(ServerClient {
             base,
             http: Client::builder(TokioExecutor::new()).build(connector),
+            token: std::env::var("TANDEM_AUTH_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
         })
     }
 
@@ -63,6 +68,9 @@ impl ServerClient {
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         let mut req = hyper::Request::builder().method(method).uri(url.as_str());
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
         let bytes = match body {
             Some(v) => {
                 req = req.header("content-type", "application/json");

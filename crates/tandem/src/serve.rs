@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use tandem_server::config::LogFormat;
 use tandem_server::{ConfigLayer, ServerConfig};
 
 #[derive(clap::Args, Debug)]
@@ -21,22 +22,12 @@ pub struct ServeArgs {
     /// Largest request body, in bytes [default: 1048576].
     #[arg(long)]
     body_bytes_max: Option<usize>,
-    /// Log as JSON lines instead of text.
+    /// Log as JSON lines instead of text (also `log_format = "json"`, `TANDEM_LOG_FORMAT`).
     #[arg(long)]
     log_json: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| "info".into());
-    let sub = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        sub.json().init();
-    } else {
-        sub.init();
-    }
     let mut cfg = ServerConfig::default();
     if let Some(path) = &args.config {
         cfg = cfg.apply(ConfigLayer::from_file(path)?);
@@ -46,8 +37,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         body_bytes_max: args.body_bytes_max,
+        log_format: args.log_json.then_some(LogFormat::Json),
         ..ConfigLayer::default()
     });
+    // The token is a `Secret`: logging the config never shows it.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| "info".into());
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format == LogFormat::Json {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+    tracing::info!(
+        auth = cfg.auth_token.is_some(),
+        otlp = cfg.otlp_endpoint.as_deref().unwrap_or("off"),
+        alerts = cfg.alert_webhook_url.is_some(),
+        "settings loaded"
+    );
     let listen = cfg.listen;
     tandem_server::serve(cfg, shutdown_signal())
         .await

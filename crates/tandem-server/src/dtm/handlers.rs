@@ -81,7 +81,10 @@ pub async fn prepare(State(s): State<AppState>, b: Body) -> DtmResult {
         .into());
     }
     let tx = req.to_transaction(&s.cfg, s.coord.now())?;
-    let o = s.coord.begin(tx, Wait::Accepted).await?;
+    let o = s
+        .coord
+        .begin(crate::trace::adopt(tx), Wait::Accepted)
+        .await?;
     if o.status != TxStatus::Prepared {
         return Err(DtmError::failure(
             "wrong_status",
@@ -100,12 +103,14 @@ pub async fn submit(State(s): State<AppState>, b: Body) -> DtmResult {
         DtmType::Saga => {
             let tx = req.to_transaction(&s.cfg, s.coord.now())?;
             if !wait {
-                s.coord.begin(tx, Wait::Accepted).await?;
+                s.coord
+                    .begin(crate::trace::adopt(tx), Wait::Accepted)
+                    .await?;
                 return reply::success();
             }
             return match tokio::time::timeout(
                 s.cfg.request_timeout,
-                s.coord.begin(tx, Wait::Outcome),
+                s.coord.begin(crate::trace::adopt(tx), Wait::Outcome),
             )
             .await
             {
@@ -125,7 +130,9 @@ pub async fn submit(State(s): State<AppState>, b: Body) -> DtmResult {
                 let mut tx = req.to_transaction(&s.cfg, s.coord.now())?;
                 tx.status = TxStatus::Submitted;
                 tx.query_prepared = None;
-                s.coord.begin(tx, Wait::Accepted).await?;
+                s.coord
+                    .begin(crate::trace::adopt(tx), Wait::Accepted)
+                    .await?;
             }
         },
         DtmType::Tcc | DtmType::Xa => {

@@ -30,7 +30,7 @@ async fn begin(state: &AppState, tx: Transaction, wait_result: bool) -> Answer {
     } else {
         Wait::Accepted
     };
-    let outcome = state.coord.begin(tx, wait).await?;
+    let outcome = state.coord.begin(crate::trace::adopt(tx), wait).await?;
     Ok(Json(TxOutcome::of(kind, &outcome)))
 }
 

@@ -59,7 +59,7 @@ impl Server {
         let url = format!("http://{addr}");
         let http = Http::new(&url);
         for _ in 0..200 {
-            if http.get("/v1/openapi.json").await.0 == 200 {
+            if http.get("/v1/openapi.json").await.0 != 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -31,6 +31,7 @@ mod recover;
 pub(crate) mod wal;
 mod writer;
 
+use crate::hist::{self, Histogram};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -112,13 +113,29 @@ pub(crate) enum Req {
 /// Records durable in the log but maybe not yet in redb, newest version per gid.
 pub(crate) type Overlay = HashMap<String, Arc<Record>>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub syncs: AtomicU64,
     pub sync_nanos: AtomicU64,
     pub bytes: AtomicU64,
+    pub batch_records: Histogram,
+    pub fsync_ns: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            batches: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            sync_nanos: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            batch_records: Histogram::new(hist::SIZE_BOUNDS),
+            fsync_ns: Histogram::new(hist::LATENCY_BOUNDS_NS),
+        }
+    }
 }
 
 /// State the store, the writer and the applier share.
@@ -334,6 +351,14 @@ impl Store for RedbStore {
             sync_nanos: c.sync_nanos.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
         }
+    }
+
+    fn log_histograms(&self) -> Option<crate::LogHistograms> {
+        let c = &self.shared.counters;
+        Some(crate::LogHistograms {
+            batch_records: c.batch_records.snapshot(),
+            fsync_ns: c.fsync_ns.snapshot(),
+        })
     }
 }
 

@@ -198,6 +198,9 @@ impl Writer {
         }
         let n = (self.unsynced.len() - records_before) as u64;
         self.shared.counters.records.fetch_add(n, Relaxed);
+        if n > 0 {
+            self.shared.counters.batch_records.observe(n);
+        }
         acks
     }
 
@@ -245,9 +248,10 @@ impl Writer {
         let t = Instant::now();
         fsync(&self.file, self.cfg.fsync)?;
         if self.cfg.fsync {
+            let ns = t.elapsed().as_nanos() as u64;
             c.syncs.fetch_add(1, Relaxed);
-            c.sync_nanos
-                .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+            c.sync_nanos.fetch_add(ns, Relaxed);
+            c.fsync_ns.observe(ns);
         }
         self.publish()?;
         if full {

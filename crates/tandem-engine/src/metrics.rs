@@ -1,0 +1,163 @@
+//! What the engine counts, for `/metrics` and the dashboard: transactions started and
+//! finished by type and outcome, parked ones, branch-call latency by op and outcome, retries
+//! and recovery actions.
+//!
+//! Everything is a fixed array of atomics indexed by enum (bounded label sets, no maps, no
+//! locks), so counting costs a few relaxed increments on the hot path. Readers take
+//! [`MetricsSnapshot`]s; the server renders them in Prometheus' text format.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use tandem_core::{CallOutcome, Op, TxKind, TxStatus};
+use tandem_store::hist::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_NS};
+
+/// Every transaction type, in index order.
+pub const KINDS: [TxKind; 4] = [TxKind::Saga, TxKind::TwoPc, TxKind::Tcc, TxKind::Msg];
+
+/// Every branch op, in index order.
+pub const OPS: [Op; 11] = [
+    Op::Action,
+    Op::Compensate,
+    Op::Try,
+    Op::Confirm,
+    Op::Cancel,
+    Op::Prepare,
+    Op::Commit,
+    Op::Rollback,
+    Op::CommitOnePhase,
+    Op::Msg,
+    Op::QueryPrepared,
+];
+
+/// How a branch call ended, as a metric label.
+pub const CALL_OUTCOMES: [&str; 4] = ["success", "failure", "ongoing", "error"];
+
+/// What recovery did, as a metric label.
+pub const RECOVERY_ACTIONS: [&str; 3] = ["resumed", "in_doubt_committed", "in_doubt_rolled_back"];
+
+fn kind_index(k: TxKind) -> usize {
+    match k {
+        TxKind::Saga => 0,
+        TxKind::TwoPc => 1,
+        TxKind::Tcc => 2,
+        TxKind::Msg => 3,
+    }
+}
+
+fn op_index(op: Op) -> usize {
+    OPS.iter().position(|o| *o == op).unwrap_or(0)
+}
+
+pub(crate) fn outcome_index(o: &CallOutcome) -> usize {
+    match o {
+        CallOutcome::Success | CallOutcome::ReadOnly => 0,
+        CallOutcome::Failure(_) => 1,
+        CallOutcome::Ongoing => 2,
+        CallOutcome::Error(_) => 3,
+    }
+}
+
+/// The engine's live counters (monotonic since open, except the gauges).
+#[derive(Debug)]
+pub struct EngineMetrics {
+    started: [AtomicU64; 4],
+    /// `[kind][0 = succeeded, 1 = failed]`.
+    finished: [[AtomicU64; 2]; 4],
+    parked_total: [AtomicU64; 4],
+    parked_now: AtomicI64,
+    retries: AtomicU64,
+    recovery: [AtomicU64; 3],
+    /// `[op * 4 + outcome]`.
+    calls: Vec<Histogram>,
+    alerts: [AtomicU64; 3],
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        EngineMetrics {
+            started: Default::default(),
+            finished: Default::default(),
+            parked_total: Default::default(),
+            parked_now: AtomicI64::new(0),
+            retries: AtomicU64::new(0),
+            recovery: Default::default(),
+            calls: (0..OPS.len() * CALL_OUTCOMES.len())
+                .map(|_| Histogram::new(LATENCY_BOUNDS_NS))
+                .collect(),
+            alerts: Default::default(),
+        }
+    }
+}
+
+/// What the webhook sender did with an alert, as a metric label.
+pub const ALERT_RESULTS: [&str; 3] = ["sent", "failed", "dropped"];
+
+impl EngineMetrics {
+    pub(crate) fn started(&self, k: TxKind) {
+        self.started[kind_index(k)].fetch_add(1, Relaxed);
+    }
+    pub(crate) fn finished(&self, k: TxKind, status: TxStatus) {
+        let o = usize::from(status != TxStatus::Succeeded);
+        self.finished[kind_index(k)][o].fetch_add(1, Relaxed);
+    }
+    pub(crate) fn parked(&self, k: TxKind) {
+        self.parked_total[kind_index(k)].fetch_add(1, Relaxed);
+    }
+    /// A driver's transaction became parked (`true`) or stopped being parked, or its
+    /// driver left (`false`).
+    pub(crate) fn parked_gauge(&self, parked: bool) {
+        self.parked_now
+            .fetch_add(if parked { 1 } else { -1 }, Relaxed);
+    }
+    pub(crate) fn call(&self, op: Op, outcome: &CallOutcome, latency_us: u64) {
+        let o = outcome_index(outcome);
+        if o >= 2 {
+            self.retries.fetch_add(1, Relaxed);
+        }
+        self.calls[op_index(op) * CALL_OUTCOMES.len() + o].observe(latency_us * 1000);
+    }
+    /// Counts a recovery action (`RECOVERY_ACTIONS[i]`).
+    pub fn recovery(&self, action: usize, n: u64) {
+        if let Some(c) = self.recovery.get(action) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+    /// Counts an alert's fate (`ALERT_RESULTS[i]`).
+    pub fn alert(&self, result: usize) {
+        if let Some(c) = self.alerts.get(result) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
+        MetricsSnapshot {
+            started: load(&self.started),
+            finished: self.finished.iter().map(|f| load(f)).collect(),
+            parked_total: load(&self.parked_total),
+            parked_now: self.parked_now.load(Relaxed).max(0) as u64,
+            retries: self.retries.load(Relaxed),
+            recovery: load(&self.recovery),
+            calls: self.calls.iter().map(Histogram::snapshot).collect(),
+            alerts: load(&self.alerts),
+        }
+    }
+}
+
+/// A copy of [`EngineMetrics`] at one moment; vectors are indexed like [`KINDS`], [`OPS`],
+/// [`CALL_OUTCOMES`], [`RECOVERY_ACTIONS`] and [`ALERT_RESULTS`].
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    pub started: Vec<u64>,
+    /// `[kind][0 = succeeded, 1 = failed]`.
+    pub finished: Vec<Vec<u64>>,
+    pub parked_total: Vec<u64>,
+    /// Transactions parked right now (waiting for an operator).
+    pub parked_now: u64,
+    /// Calls that answered ongoing or could not tell (each leads to another attempt).
+    pub retries: u64,
+    pub recovery: Vec<u64>,
+    /// `[op * CALL_OUTCOMES.len() + outcome]`, latencies in nanoseconds.
+    pub calls: Vec<HistogramSnapshot>,
+    pub alerts: Vec<u64>,
+}
