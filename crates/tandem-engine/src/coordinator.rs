@@ -18,6 +18,7 @@ use tandem_core::{validate_gid, Event, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
 use tandem_store::{ListQuery, Page, Store, StoreStats};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tracing::Instrument;
 
 use crate::alert::{ParkedAlert, ALERTS_QUEUE_MAX};
 use crate::clock::{Clock, SystemClock};
@@ -188,6 +189,11 @@ impl CoordinatorBuilder {
     }
 }
 
+/// The `tracing` span a transaction's driver runs in (debug level: free when disabled).
+fn span_of(tx: &Transaction) -> tracing::Span {
+    tracing::debug_span!("tx", gid = %tx.gid, kind = tx.kind.as_str())
+}
+
 /// A transaction coordinator. Cheap to clone; every clone drives the same transactions.
 #[derive(Clone)]
 pub struct Coordinator {
@@ -236,8 +242,9 @@ impl Coordinator {
             if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
                 self.shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
                 self.shared.metrics.recovery(0, 1);
+                let tx_span = span_of(&tx);
                 let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
-                tokio::spawn(driver.run(Event::Resume, None, None));
+                tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
             }
         }
         if n > 0 {
@@ -290,8 +297,13 @@ impl Coordinator {
         let (done_tx, done) = oneshot::channel();
         let waiter = (wait == Wait::Outcome).then_some(done_tx);
         let snapshot = tx.clone();
+        let tx_span = span_of(&tx);
         let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
-        tokio::spawn(driver.run(Event::Start, Some(started_tx), waiter));
+        tokio::spawn(
+            driver
+                .run(Event::Start, Some(started_tx), waiter)
+                .instrument(tx_span),
+        );
         started.await.map_err(|_| EngineError::ShuttingDown)??;
         match wait {
             Wait::Accepted => Ok(Outcome::of(&snapshot)),
@@ -372,8 +384,9 @@ impl Coordinator {
             let gid_arc: Arc<str> = Arc::from(gid);
             let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
             if let Claim::Claimed = self.shared.registry.claim(&gid_arc, &inbox_tx, true) {
+                let tx_span = span_of(&tx);
                 let driver = Driver::new(tx, gid_arc, self.shared.clone(), inbox);
-                tokio::spawn(driver.run(Event::Resume, None, None));
+                tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
             }
         }
     }

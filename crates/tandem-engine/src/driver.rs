@@ -429,20 +429,25 @@ impl Driver {
             .map(Duration::from_millis)
             .unwrap_or(self.shared.config.request_timeout);
         let shared = self.shared.clone();
-        self.calls.push(Box::pin(async move {
-            // Bounded fan-out across every transaction; a closed semaphore means shutdown,
-            // and the call then goes ahead so the answer is not lost.
-            let _permit = shared.call_permits.clone().acquire_owned().await;
-            let at = shared.clock.now();
-            let t0 = Instant::now();
-            let res = match tokio::time::timeout(timeout, shared.transport.call(req)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    CallOutcome::Error(format!("no answer within {} ms", timeout.as_millis()))
-                        .into()
-                }
-            };
-            (branch, res, at, t0.elapsed().as_micros() as u64)
-        }));
+        let span =
+            tracing::debug_span!("branch_call", branch_id = %b.branch_id, op = b.op.as_str());
+        self.calls.push(Box::pin(tracing::Instrument::instrument(
+            async move {
+                // Bounded fan-out across every transaction; a closed semaphore means shutdown,
+                // and the call then goes ahead so the answer is not lost.
+                let _permit = shared.call_permits.clone().acquire_owned().await;
+                let at = shared.clock.now();
+                let t0 = Instant::now();
+                let res = match tokio::time::timeout(timeout, shared.transport.call(req)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        CallOutcome::Error(format!("no answer within {} ms", timeout.as_millis()))
+                            .into()
+                    }
+                };
+                (branch, res, at, t0.elapsed().as_micros() as u64)
+            },
+            span,
+        )));
     }
 }
