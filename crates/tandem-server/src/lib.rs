@@ -11,6 +11,7 @@
 //! lets in-flight work finish up to a deadline, then flushes and closes the log.
 
 pub mod config;
+pub mod dashboard;
 pub mod dtm;
 pub mod error;
 pub mod http_transport;
@@ -52,12 +53,13 @@ pub async fn open_coordinator(
         .await
 }
 
-/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, with the body limit.
+/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, the dashboard at `/`, with the body limit.
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.body_bytes_max;
     Router::new()
         .merge(v1::routes())
         .merge(dtm::routes())
+        .merge(dashboard::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
 }
