@@ -9,6 +9,7 @@
 const TOKEN_KEY = 'tandem.token';
 const STATS_EVERY_MS = 1000;
 const PARKED_EVERY_MS = 5000;
+const REFRESH_EVERY_MS = 2000;
 const CHART_POINTS = 120;
 const STATUSES = ['prepared', 'submitted', 'aborting', 'succeed', 'failed'];
 const TYPES = ['saga', '2pc', 'tcc', 'msg'];
@@ -146,7 +147,10 @@ function parseHash() {
 
 function go(path, params) {
   const qs = params && [...params].length ? '?' + params.toString() : '';
-  location.hash = '#' + path + qs;
+  const next = '#' + path + qs;
+  // The same place again (Apply, Reset) means "load it again".
+  if ((location.hash || '#/') === next) route();
+  else location.hash = next;
 }
 
 async function route() {
@@ -154,18 +158,24 @@ async function route() {
   const seq = ++routeSeq;
   const { path, params } = parseHash();
   const view = $('view');
+  delete view.dataset.route;
   for (const a of document.querySelectorAll('.tabs a')) a.classList.remove('active');
   try {
     if (path.startsWith('/tx/')) {
       const gid = decodeURIComponent(path.slice(4));
-      await renderTx(view, gid, seq);
+      const t = await renderTx(view, gid, seq);
+      // An unfinished transaction is followed live.
+      if (t && !finished(t)) refreshLater(seq);
     } else if (path === '/parked') {
       $('tab-parked').classList.add('active');
       await renderParked(view, seq);
+      refreshLater(seq);
     } else {
       $('tab-list').classList.add('active');
       await renderList(view, params, seq);
     }
+    // What was rendered, for whoever waits for it (the browser test).
+    if (!stale(seq)) view.dataset.route = location.hash || '#/';
   } catch (e) {
     if (e.status === 401 || seq !== routeSeq) return;
     view.replaceChildren(el('div', { class: 'panel error-panel', id: 'view-error' },
@@ -177,6 +187,18 @@ async function route() {
 
 /** True when a newer navigation started while this one awaited. */
 function stale(seq) { return seq !== routeSeq; }
+
+/** Renders the same route again in a moment, unless the user moved on or a dialog is open. */
+function refreshLater(seq) {
+  setTimeout(() => {
+    if (stale(seq) || loginShown) return;
+    if ($('confirm').open || document.visibilityState !== 'visible') {
+      refreshLater(seq);
+      return;
+    }
+    route();
+  }, REFRESH_EVERY_MS);
+}
 
 // ---------------------------------------------------------------- transaction list
 
@@ -472,6 +494,7 @@ async function renderTx(view, gid, seq) {
         el('span', { class: 'what', text: h.what }),
         el('span', { class: 'reason', text: h.reason }))))
       : el('p', { class: 'empty', id: 'history-empty', text: 'No operator actions or notable events.' })));
+  return t;
 }
 
 const OUTCOME_COLORS = {
