@@ -60,11 +60,11 @@ async function until(what, fn, ms = STEP_MS) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function shot(name) {
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+async function shot(name, fullPage = true) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
-/** A participant service: /ok succeeds, /fail is a business failure, /flaky is 500 until healed. */
+/** A participant: /ok succeeds, /fail is a business failure, /flaky is 500 until healed, /down always 500. */
 function startParticipant() {
   return new Promise((resolve) => {
     const state = { healthy: false, calls: [] };
@@ -77,7 +77,7 @@ function startParticipant() {
         res.end(body);
       };
       if (u.pathname.startsWith('/fail')) reply(409, '{"dtm_result":"FAILURE"}');
-      else if (u.pathname.startsWith('/flaky') && !state.healthy) {
+      else if (u.pathname.startsWith('/down') || (u.pathname.startsWith('/flaky') && !state.healthy)) {
         res.writeHead(500, { 'content-type': 'text/html' });
         res.end('<b>ledger unavailable</b>');
       } else reply(200, '{"dtm_result":"SUCCESS"}');
@@ -132,18 +132,19 @@ function saga(gid, actions, options) {
   };
 }
 
-/** Traffic in the background: empty-URL sagas (no calls) at a varying rate, one in nine failing. */
+/** Traffic in the background: empty-URL sagas (no calls), 0-12 a second, one in nine failing. */
 function startLoad() {
   let stop = false;
   let n = 0;
   const done = (async () => {
     while (!stop) {
       const t = Date.now() / 1000;
-      const burst = 2 + Math.round(3 + 3 * Math.sin(t / 3));
+      const burst = Math.max(0, Math.round(1.2 + 1.2 * Math.sin(t / 2.5) + Math.random()));
       await Promise.all(Array.from({ length: burst }, () => {
         n += 1;
         const fail = n % 9 === 0;
-        return api('POST', '/v1/sagas', saga(`order-${10400 + n}`, fail ? ['', 'fail'] : ['', ''])).catch(() => {});
+        const name = ['order', 'payment', 'order', 'shipment', 'order', 'refund'][n % 6];
+        return api('POST', '/v1/sagas', saga(`${name}-${10400 + n}`, fail ? ['', 'fail'] : ['', ''])).catch(() => {});
       }));
       await sleep(250);
     }
@@ -393,12 +394,18 @@ step('parked list: force stop with a reason, recorded and shown as text', async 
 });
 
 step('overview screenshot, and no console errors', async () => {
+  // Enough seconds of traffic for the chart, then one more parked for the picture.
   await click('#tab-list');
-  await page.waitForSelector('#tx-table');
-  await page.waitForFunction(() => document.getElementById('stat-parked').textContent === '0');
-  await page.waitForFunction(() => Number(document.getElementById('stat-rate').textContent) > 0);
-  await sleep(1200);
-  await shot('10-overview');
+  const points = Number(process.env.CHART_POINTS_MIN || 30);
+  await page.waitForFunction((n) => Number(document.getElementById('throughput').dataset.points) >= n,
+    points, { timeout: (points + 10) * 1000 });
+  await page.waitForSelector('#toast', { state: 'hidden' });
+  const parked = await api('POST', '/v1/sagas', saga('settlement-2207', ['ok', 'down'], { retry_limit: 2, retry_interval_ms: 50 }));
+  assert.ok(parked.body.parked, JSON.stringify(parked.body));
+  await click('#f-reset');
+  await page.waitForSelector('#tx-table tr[data-gid="settlement-2207"]');
+  await page.waitForFunction(() => document.getElementById('stat-parked').textContent === '1');
+  await shot('10-overview', false);
   if (process.env.UPDATE_SCREENSHOT === '1') {
     fs.copyFileSync(path.join(ARTIFACTS, '10-overview.png'), path.join(ROOT, 'docs', 'dashboard.png'));
   }

@@ -10,7 +10,7 @@ const TOKEN_KEY = 'tandem.token';
 const STATS_EVERY_MS = 1000;
 const PARKED_EVERY_MS = 5000;
 const REFRESH_EVERY_MS = 2000;
-const CHART_POINTS = 120;
+const CHART_POINTS = 60;
 const STATUSES = ['prepared', 'submitted', 'aborting', 'succeed', 'failed'];
 const TYPES = ['saga', '2pc', 'tcc', 'msg'];
 const PAGE_SIZES = [25, 50, 100];
@@ -30,7 +30,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -172,6 +172,7 @@ async function route() {
       refreshLater(seq);
     } else {
       $('tab-list').classList.add('active');
+      refreshParked();
       await renderList(view, params, seq);
     }
     // What was rendered, for whoever waits for it (the browser test).
@@ -384,6 +385,7 @@ function operate(gid, action, after) {
   reason.value = '';
   const err = $('confirm-error');
   err.hidden = true;
+  reason.oninput = () => { err.hidden = true; };
   dlg.dataset.action = action;
   dlg.onsubmit = async (e) => {
     e.preventDefault();
@@ -457,7 +459,7 @@ async function renderTx(view, gid, seq) {
       el('strong', { text: 'Parked: ' }), el('span', { text: t.parked })) : null,
     t.fail_reason ? el('div', { class: 'callout bad', id: 'tx-fail' },
       el('strong', { text: 'Failed: ' }), el('span', { text: t.fail_reason })) : null,
-    el('dl', { class: 'facts' }, facts.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })])),
+    el('dl', { class: 'facts' }, facts.map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: v })))),
     el('h2', { text: 'Timeline' }),
     timeline(t),
     el('h2', { text: `Branches (${t.branches.length})` }),
@@ -504,10 +506,11 @@ const OUTCOME_COLORS = {
 /** The branches on one time axis: a row per branch, a mark per remembered attempt. */
 function timeline(t) {
   const W = 1000, rowH = 26, labelW = 200, top = 22;
-  const all = t.branches.flatMap((b) => b.recent.map((a) => a.at_ms));
+  const all = [...t.branches.flatMap((b) => b.recent.map((a) => a.at_ms)), ...t.history.map((h) => h.at_ms)];
   const start = Math.min(t.created_at_ms, ...all);
   const endCandidates = [t.finished_at_ms || 0, ...t.branches.flatMap((b) =>
     b.recent.map((a) => a.at_ms + Math.ceil(a.latency_us / 1000)))];
+  endCandidates.push(...t.history.map((h) => h.at_ms));
   if (!t.finished_at_ms) endCandidates.push(Date.now());
   const end = Math.max(start + 1, ...endCandidates);
   const span = end - start;
@@ -539,9 +542,17 @@ function timeline(t) {
       svg.append(mark);
     }
   });
+  // Operator actions and notable events: a line across every branch.
+  for (const hist of t.history) {
+    const hx = x(hist.at_ms);
+    const mark = el('svg:line', { x1: hx, x2: hx, y1: top - 2, y2: h, class: 'tl-event' });
+    mark.append(el('svg:title', { text: `${fmtClock(hist.at_ms)} ${hist.what}: ${hist.reason}` }));
+    svg.append(mark);
+  }
   return el('div', { class: 'timeline-wrap' }, svg,
     el('div', { class: 'legend' }, Object.entries({ success: 'success', failure: 'failure (409)', error: 'error (retried)', ongoing: 'ongoing' })
-      .map(([k, v]) => el('span', {}, el('i', { class: 'dot o-' + k }), v))));
+      .map(([k, v]) => el('span', {}, el('i', { class: 'dot o-' + k }), v)),
+      t.history.length ? el('span', {}, el('i', { class: 'dot event' }), 'operator action / event') : null));
 }
 
 // ---------------------------------------------------------------- live counters
@@ -565,6 +576,7 @@ async function pollStats() {
         failed: (s.failed - lastStats.failed) / dt,
       });
       while (series.length > CHART_POINTS) series.shift();
+      $('throughput').dataset.points = String(series.length);
       const r = series[series.length - 1].rate;
       $('stat-rate').textContent = r >= 100 ? Math.round(r).toLocaleString('en-US') : r.toFixed(r ? 1 : 0);
     }
