@@ -2,10 +2,10 @@
 // TANDEM_BIN) on a free port and a temporary data directory, a participant service in this
 // process whose "flaky" branch answers 500 until the test flips it, and the app driven like
 // an operator would: list, filters, paging, one transaction's timeline and attempts, the
-// parked list, retry now (then the transaction succeeds) and force stop (the reason is
-// recorded and shown as text, not markup). Screenshots of each step go to
-// target/browser-artifacts/ (or $ARTIFACTS_DIR); the overview is copied to docs/dashboard.png
-// when UPDATE_SCREENSHOT=1.
+// parked list, retry now (then the transaction succeeds), force stop (the reason is
+// recorded and shown as text, not markup), and the login page's token handling.
+// Screenshots of each step go to target/browser-artifacts/ (or $ARTIFACTS_DIR); the
+// overview is copied to docs/dashboard.png when UPDATE_SCREENSHOT=1.
 //
 // Guards against: a dashboard that renders but cannot act, user data interpreted as HTML,
 // a script blocked by the server's CSP (any console error fails the test), and a UI whose
@@ -410,4 +410,51 @@ step('overview screenshot, and no console errors', async () => {
     fs.copyFileSync(path.join(ARTIFACTS, '10-overview.png'), path.join(ROOT, 'docs', 'dashboard.png'));
   }
   assert.deepEqual(consoleErrors, []);
+});
+
+// Until the server checks tokens itself, the browser stands in for it: every /v1 call
+// without the right bearer header is answered 401 with the API's error body.
+step('login: a 401 asks for a token, which is then sent as a bearer header; log out forgets it', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, timezoneId: 'UTC' });
+  try {
+    const seen = [];
+    await ctx.route(/\/v1\//, (r) => {
+      const auth = r.request().headers().authorization || null;
+      seen.push(auth);
+      if (auth === 'Bearer s3cret-token') return r.continue();
+      return r.fulfill({
+        status: 401,
+        contentType: 'application/json',
+        body: JSON.stringify({ error: { code: 'unauthorized', message: 'a valid bearer token is required' } }),
+      });
+    });
+    const p = await ctx.newPage();
+    p.setDefaultTimeout(STEP_MS);
+    const errors = [];
+    p.on('pageerror', (e) => errors.push(String(e)));
+    await p.goto(server.url + '/#/parked');
+    await p.waitForSelector('#login');
+    assert.equal(await p.isVisible('#logout'), false);
+    await p.screenshot({ path: path.join(ARTIFACTS, '11-login.png') });
+
+    await p.fill('#login-token', 'wrong');
+    await p.click('#login-submit');
+    await p.waitForSelector('#login-error');
+    assert.match(await p.textContent('#login-error'), /refused: a valid bearer token is required/);
+
+    await p.fill('#login-token', 's3cret-token');
+    await p.click('#login-submit');
+    await p.waitForSelector('#parked-table, #parked-empty');
+    assert.equal(await p.isVisible('#logout'), true);
+    await p.waitForFunction(() => document.getElementById('stat-succeeded').textContent !== '–');
+    assert.ok(seen.includes('Bearer s3cret-token'));
+    assert.equal(await p.evaluate(() => sessionStorage.getItem('tandem.token')), 's3cret-token');
+
+    await p.click('#logout');
+    await p.waitForSelector('#login');
+    assert.equal(await p.evaluate(() => sessionStorage.getItem('tandem.token')), null);
+    assert.deepEqual(errors, []);
+  } finally {
+    await ctx.close();
+  }
 });
