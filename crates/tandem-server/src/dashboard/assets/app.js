@@ -162,14 +162,20 @@ async function route() {
   for (const a of document.querySelectorAll('.tabs a')) a.classList.remove('active');
   try {
     if (path.startsWith('/tx/')) {
-      const gid = decodeURIComponent(path.slice(4));
+      let gid;
+      try { gid = decodeURIComponent(path.slice(4)); } catch (_) {
+        throw new ApiError(404, 'not_found', 'this address names no transaction');
+      }
       const t = await renderTx(view, gid, seq);
-      // An unfinished transaction is followed live.
-      if (t && !finished(t)) refreshLater(seq);
+      // An unfinished transaction is followed live; the page is redrawn only when it changed
+      // (a redraw would drop the reader's text selection).
+      if (t && !finished(t)) {
+        refreshLater(seq, async () => (await api('/v1/transactions/' + encodeURIComponent(gid))).version !== t.version);
+      }
     } else if (path === '/parked') {
       $('tab-parked').classList.add('active');
-      await renderParked(view, seq);
-      refreshLater(seq);
+      const page = await renderParked(view, seq);
+      if (page) refreshLater(seq, async () => parkedSig(await api(PARKED_QUERY)) !== parkedSig(page));
     } else {
       $('tab-list').classList.add('active');
       refreshParked();
@@ -189,15 +195,20 @@ async function route() {
 /** True when a newer navigation started while this one awaited. */
 function stale(seq) { return seq !== routeSeq; }
 
-/** Renders the same route again in a moment, unless the user moved on or a dialog is open. */
-function refreshLater(seq) {
-  setTimeout(() => {
+/**
+ * Checks again in a moment whether what is shown `changed()`, and renders the route again if
+ * so — unless the user moved on, or a dialog is open, or the tab is hidden.
+ */
+function refreshLater(seq, changed) {
+  setTimeout(async () => {
     if (stale(seq) || loginShown) return;
-    if ($('confirm').open || document.visibilityState !== 'visible') {
-      refreshLater(seq);
-      return;
+    let redraw = false;
+    if (!$('confirm').open && document.visibilityState === 'visible') {
+      try { redraw = await changed(); } catch (_) { redraw = false; }
     }
-    route();
+    if (stale(seq) || loginShown) return;
+    if (redraw) route();
+    else refreshLater(seq, changed);
   }, REFRESH_EVERY_MS);
 }
 
@@ -320,9 +331,16 @@ async function renderList(view, params, seq) {
 
 // ---------------------------------------------------------------- parked list
 
+const PARKED_QUERY = '/v1/transactions?parked=true&limit=100';
+
+/** What the parked list shows, to tell whether it changed. */
+function parkedSig(page) {
+  return JSON.stringify(page.transactions.map((t) => [t.gid, t.status, t.parked]));
+}
+
 async function renderParked(view, seq) {
-  const page = await api('/v1/transactions?parked=true&limit=100');
-  if (stale(seq)) return;
+  const page = await api(PARKED_QUERY);
+  if (stale(seq)) return null;
   showParkedCount(page);
   const rows = page.transactions.map((t) => el('tr', { 'data-gid': t.gid },
     el('td', { class: 'gid' }, el('a', { href: '#/tx/' + encodeURIComponent(t.gid), text: t.gid })),
@@ -340,6 +358,7 @@ async function renderParked(view, seq) {
         el('tbody', {}, rows))
       : el('p', { class: 'empty', id: 'parked-empty', text: 'Nothing is parked.' }),
     page.next_cursor ? el('p', { class: 'muted', text: 'Showing the newest 100.' }) : null));
+  return page;
 }
 
 function finished(t) { return t.status === 'succeed' || t.status === 'failed'; }
@@ -429,7 +448,7 @@ function toast(msg) {
 
 async function renderTx(view, gid, seq) {
   const t = await api('/v1/transactions/' + encodeURIComponent(gid));
-  if (stale(seq)) return;
+  if (stale(seq)) return null;
   const o = t.options || {};
   const facts = [
     ['type', t.type],
@@ -596,7 +615,7 @@ function showParkedCount(page) {
 
 async function refreshParked() {
   if (loginShown) return;
-  try { showParkedCount(await api('/v1/transactions?parked=true&limit=100')); } catch (_) { /* idem */ }
+  try { showParkedCount(await api(PARKED_QUERY)); } catch (_) { /* idem */ }
 }
 
 function drawChart() {
