@@ -398,7 +398,7 @@ function operate(gid, action, after) {
   $('confirm-text').textContent = a.text(gid);
   const ok = $('confirm-ok');
   ok.textContent = a.ok;
-  ok.className = 'btn ' + (action === 'stop' ? 'danger' : 'primary');
+  ok.className = 'btn ' + (action === 'stop' ? 'danger solid' : 'primary');
   ok.disabled = false;
   const reason = $('confirm-reason');
   reason.value = '';
