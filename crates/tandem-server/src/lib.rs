@@ -13,6 +13,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod dtm;
 pub mod error;
 pub mod http_transport;
@@ -90,12 +91,14 @@ fn tx_span(tx: &tandem_core::Transaction) -> otlp::Span {
     }
 }
 
-/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, with the body limit.
+/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, `/metrics`, the dashboard at `/`; the
+/// body limit, trace-context capture and (when configured) the bearer-token check.
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.body_bytes_max;
     Router::new()
         .merge(v1::routes())
         .merge(dtm::routes())
+        .merge(dashboard::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(trace::capture))

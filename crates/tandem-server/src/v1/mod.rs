@@ -13,6 +13,7 @@
 //!  GET  /v1/transactions/{gid}         one, with branches, attempts and history
 //!  POST /v1/transactions/{gid}/retry   operator: retry now   (reason required)
 //!  POST /v1/transactions/{gid}/stop    operator: force stop  (reason required)
+//!  GET  /v1/stats                      live counters (cheap; the dashboard polls it)
 //!  GET  /v1/openapi.json               the OpenAPI 3 document, generated from this code
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod model;
 pub mod openapi;
 mod options;
 mod protocols;
+pub mod stats;
 pub mod view;
 
 use axum::http::{HeaderValue, StatusCode};
@@ -83,6 +85,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/transactions/{gid}", m(get(inspect::get_tx)))
         .route("/v1/transactions/{gid}/retry", m(post(inspect::retry_tx)))
         .route("/v1/transactions/{gid}/stop", m(post(inspect::stop_tx)))
+        .route("/v1/stats", m(get(stats::get_stats)))
         .route("/v1/openapi.json", m(get(openapi::openapi_json)))
         .route("/v1", m(get(no_route)).fallback(no_route))
         .route("/v1/{*rest}", get(no_route).fallback(no_route))

@@ -9,11 +9,12 @@ use super::model::{
     FinishRequest, MsgBranchIn, MsgRequest, ParticipantIn, ReasonRequest, SagaRequest, SagaStepIn,
     TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions,
 };
+use super::stats::StatsView;
 use super::view::{
     AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxSummary,
     TxView,
 };
-use super::{inspect, protocols};
+use super::{inspect, protocols, stats};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +36,7 @@ use super::{inspect, protocols};
         inspect::get_tx,
         inspect::retry_tx,
         inspect::stop_tx,
+        stats::get_stats,
         openapi_json,
     ),
     components(schemas(
@@ -57,7 +59,8 @@ use super::{inspect, protocols};
         TxSummary,
         TxPage,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        StatsView
     ))
 )]
 pub struct ApiDoc;
