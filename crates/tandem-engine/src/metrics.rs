@@ -129,6 +129,11 @@ impl EngineMetrics {
         }
     }
 
+    /// Transactions parked right now (cheap: one load).
+    pub fn parked_now(&self) -> u64 {
+        self.parked_now.load(Relaxed).max(0) as u64
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
         MetricsSnapshot {

@@ -103,6 +103,7 @@ async fn t30_stats_count_outcomes_and_parking() {
         "succeeded",
         "failed",
         "parked_total",
+        "parked",
         "calls",
     ] {
         assert_eq!(st[k], 0, "{k}: {st}");
@@ -143,6 +144,7 @@ async fn t30_stats_count_outcomes_and_parking() {
     assert_eq!(st["succeeded"], 1, "{st}");
     assert_eq!(st["failed"], 1, "{st}");
     assert_eq!(st["parked_total"], 1, "{st}");
+    assert_eq!(st["parked"], 1, "{st}");
     assert_eq!(st["active"], 1, "the parked saga stays in memory: {st}");
     assert!(st["calls"].as_u64().unwrap() >= 4, "{st}");
     assert!(st["call_retries"].as_u64().unwrap() >= 1, "{st}");
@@ -165,8 +167,8 @@ async fn t30_stats_count_outcomes_and_parking() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(
-        (st["active"].as_u64(), st["failed"].as_u64()),
-        (Some(0), Some(2)),
+        (st["active"].as_u64(), st["failed"].as_u64(), st["parked"].as_u64()),
+        (Some(0), Some(2), Some(0)),
         "{st}"
     );
 

@@ -3,8 +3,8 @@
 //! opened its log (a client turns two readings into a throughput).
 //!
 //! Invariant: answering costs a handful of atomic loads, never a store read, so polling it
-//! from many dashboards is harmless. Counts that need a scan (the transactions parked right
-//! now) come from `GET /v1/transactions?parked=true`, which pages.
+//! from many dashboards is harmless. The transactions themselves (e.g. which are parked) come
+//! from `GET /v1/transactions?parked=true`, which pages.
 
 use axum::extract::State;
 use axum::Json;
@@ -36,6 +36,8 @@ pub struct StatsView {
     /// Times a transaction was parked for an operator since start (a parking event, not
     /// the number parked now).
     pub parked_total: u64,
+    /// Transactions parked right now, waiting for an operator.
+    pub parked: u64,
     /// Branch calls made since start.
     pub calls: u64,
     /// Of those, calls that were retries.
@@ -63,6 +65,7 @@ pub async fn get_stats(State(state): State<AppState>) -> Json<StatsView> {
         succeeded: s.succeeded,
         failed: s.failed,
         parked_total: s.parked,
+        parked: state.coord.metrics().parked_now(),
         calls: s.calls,
         call_retries: s.call_retries,
         recovered: s.recovered,

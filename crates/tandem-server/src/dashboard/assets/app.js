@@ -341,7 +341,6 @@ function parkedSig(page) {
 async function renderParked(view, seq) {
   const page = await api(PARKED_QUERY);
   if (stale(seq)) return null;
-  showParkedCount(page);
   const rows = page.transactions.map((t) => el('tr', { 'data-gid': t.gid },
     el('td', { class: 'gid' }, el('a', { href: '#/tx/' + encodeURIComponent(t.gid), text: t.gid })),
     el('td', {}, el('span', { class: 'type', text: t.type })),
@@ -587,6 +586,7 @@ async function pollStats() {
     $('stat-active').textContent = fmtCount(s.active);
     $('stat-succeeded').textContent = fmtCount(s.succeeded);
     $('stat-failed').textContent = fmtCount(s.failed);
+    showParkedCount(s.parked);
     if (lastStats && s.now_ms > lastStats.now_ms && s.succeeded + s.failed >= lastStats.succeeded + lastStats.failed) {
       const dt = (s.now_ms - lastStats.now_ms) / 1000;
       series.push({
@@ -604,9 +604,9 @@ async function pollStats() {
   } catch (_) { /* shown by the connection dot or the login page */ }
 }
 
-function showParkedCount(page) {
-  const n = page.transactions.length;
-  const text = page.next_cursor ? `${n}+` : String(n);
+/** The header's and the tab's parked count: the server's gauge of transactions parked now. */
+function showParkedCount(n) {
+  const text = fmtCount(n);
   $('stat-parked').textContent = text;
   const c = $('tab-parked-count');
   c.textContent = n ? text : '';
@@ -615,7 +615,7 @@ function showParkedCount(page) {
 
 async function refreshParked() {
   if (loginShown) return;
-  try { showParkedCount(await api(PARKED_QUERY)); } catch (_) { /* idem */ }
+  try { showParkedCount((await api('/v1/stats')).parked); } catch (_) { /* idem */ }
 }
 
 function drawChart() {
