@@ -3,7 +3,9 @@
 //!
 //! Each client loops until the deadline: a random amount from a random account of one bank
 //! to a random account of the other, as a saga, a TCC or an XA transaction; a share of the
-//! debits carry `fail: true` and answer FAILURE; insufficient funds fail naturally. Every
+//! transfers carry `fail: true` on the debit or on the credit, which then answers FAILURE
+//! (a failed credit makes the coordinator undo a debit that did happen); insufficient funds
+//! fail naturally. Every
 //! transfer is remembered (gid → from, to, amount). Afterwards the checker waits until the
 //! coordinator says each transfer ended (`succeed` or `failed`) and compares:
 //!
@@ -56,7 +58,7 @@ pub struct CheckConfig {
     pub accounts: i64,
     pub balance: i64,
     pub amount_max: i64,
-    /// Share of debits that fail on purpose, in percent.
+    /// Share of transfers with an injected failure (debit or credit), in percent.
     pub fail_pct: u32,
     /// Longest wait for every transaction to end after the load stops.
     pub settle: Duration,
@@ -72,7 +74,8 @@ struct Transfer {
     from: AccountKey,
     to: AccountKey,
     amount: i64,
-    injected: bool,
+    /// Injected failure: `Some(true)` on the debit, `Some(false)` on the credit.
+    injected: Option<bool>,
 }
 
 /// The verdict.
@@ -190,7 +193,7 @@ fn random_transfer(cfg: &CheckConfig, gid: String) -> Transfer {
         from: (from_bank, fastrand::i64(0..cfg.accounts)),
         to: (1 - from_bank, fastrand::i64(0..cfg.accounts)),
         amount: fastrand::i64(1..=cfg.amount_max),
-        injected: fastrand::u32(0..100) < cfg.fail_pct,
+        injected: (fastrand::u32(0..100) < cfg.fail_pct).then(fastrand::bool),
     }
 }
 
@@ -201,12 +204,12 @@ async fn transfer(http: &Http, cfg: &CheckConfig, t: &Transfer) -> anyhow::Resul
     let debit = serde_json::to_value(StepBody {
         account: t.from.1,
         amount: t.amount,
-        fail: t.injected,
+        fail: t.injected == Some(true),
     })?;
     let credit = serde_json::to_value(StepBody {
         account: t.to.1,
         amount: t.amount,
-        fail: false,
+        fail: t.injected == Some(false),
     })?;
     let gid = &t.gid;
     match cfg.mode {
@@ -353,7 +356,7 @@ fn verify(
         elapsed,
         total_before: total(before),
         total_after: total(after),
-        injected: transfers.iter().filter(|t| t.injected).count(),
+        injected: transfers.iter().filter(|t| t.injected.is_some()).count(),
         ..Report::default()
     };
     let v = &mut r.violations;

@@ -4,13 +4,16 @@
 //!
 //! ```text
 //!  saga  debit:  balance -= a            undo-debit:  balance += a
-//!        credit: balance += a            undo-credit: balance -= a   (never needed: credit
-//!                                                                     never fails)
+//!        credit: balance += a            undo-credit: balance -= a   (the last step is only
+//!                                          undone when it failed itself: a null compensation)
 //!  tcc   try-debit:  balance -= a, frozen += a   confirm-debit: frozen -= a
 //!                                                 cancel-debit:  balance += a, frozen -= a
 //!        try-credit: (nothing)    confirm-credit: balance += a   cancel-credit: (nothing)
 //!  xa    debit: balance -= a       credit: balance += a   (inside a prepared transaction)
 //! ```
+//!
+//! A step asked to fail (`fail` in its payload) does its work, then answers FAILURE, so its
+//! local transaction, barrier row included, rolls back.
 //!
 //! Every update is refused when it would make `balance` or `frozen` negative ("insufficient
 //! funds", a business FAILURE), so no account can ever go below zero whatever the order.
@@ -21,7 +24,8 @@ pub struct Effect {
     pub balance_delta: i64,
     pub frozen_delta: i64,
     /// May this step answer FAILURE on the client's request (`fail` in the payload)? Only
-    /// first-phase steps that take money out: a saga debit, a TCC try-debit, an XA debit.
+    /// first-phase steps: saga debit and credit, TCC try-debit and try-credit, XA debit and
+    /// credit (a failing credit makes the coordinator really undo the debit before it).
     pub may_inject_failure: bool,
 }
 
@@ -38,12 +42,13 @@ pub fn effect(protocol: &str, step: &str, amount: i64) -> Option<Effect> {
     match (protocol, step) {
         ("saga", "debit") | ("xa", "debit") => e(-amount, 0, true),
         ("saga", "undo-debit") => e(amount, 0, false),
-        ("saga", "credit") | ("xa", "credit") => e(amount, 0, false),
+        ("saga", "credit") | ("xa", "credit") => e(amount, 0, true),
         ("saga", "undo-credit") => e(-amount, 0, false),
         ("tcc", "try-debit") => e(-amount, amount, true),
         ("tcc", "confirm-debit") => e(0, -amount, false),
         ("tcc", "cancel-debit") => e(amount, -amount, false),
-        ("tcc", "try-credit") | ("tcc", "cancel-credit") => e(0, 0, false),
+        ("tcc", "try-credit") => e(0, 0, true),
+        ("tcc", "cancel-credit") => e(0, 0, false),
         ("tcc", "confirm-credit") => e(amount, 0, false),
         _ => None,
     }

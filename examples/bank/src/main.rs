@@ -90,7 +90,7 @@ struct Load {
     balance: i64,
     #[arg(long, default_value_t = 300)]
     amount_max: i64,
-    /// Percent of debits that fail on purpose.
+    /// Percent of transfers whose debit or credit fails on purpose.
     #[arg(long, default_value_t = 10)]
     fail_pct: u32,
     /// Seconds to wait for every transaction to end after the load.

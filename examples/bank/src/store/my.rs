@@ -96,9 +96,14 @@ impl MyBank {
         let (update, insert) = self.sql();
         let (gid, op) = (gid.to_owned(), op.to_owned());
         xa::mysql::local(c, xid, |conn| {
-            Box::pin(
-                async move { work(conn, &update, &insert, &gid, &op, effect, account, fail).await },
-            )
+            Box::pin(async move {
+                // Prepared branches hold their locks across two databases, where no deadlock
+                // detector sees a cycle: give up quickly instead (the client then aborts).
+                conn.query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+                    .await
+                    .map_err(|e| Busi::Db(e.to_string()))?;
+                work(conn, &update, &insert, &gid, &op, effect, account, fail).await
+            })
         })
         .await
     }

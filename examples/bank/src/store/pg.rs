@@ -10,6 +10,9 @@ use tokio_postgres::{Client, NoTls};
 use super::{Account, Busi, LedgerNet, Snapshot, Tables};
 use crate::effect::Effect;
 
+/// Lock wait limit inside an XA branch (see `xa_local`).
+const XA_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
+
 /// Most connections one bank opens.
 const CONNECTIONS_MAX: usize = 24;
 
@@ -163,6 +166,13 @@ impl PgBank {
             .map_err(|e| xa::LocalError::Work(Busi::Db(e.to_string())))?;
         let (update, insert) = self.sql();
         let result = xa::pg::local(&c, xid, |client| async move {
+            // A prepared branch keeps its row locks until phase 2, so two transfers in
+            // opposite directions can wait for each other across the two databases, where no
+            // deadlock detector sees them. Give up quickly instead; the client then aborts.
+            client
+                .batch_execute(XA_LOCK_TIMEOUT)
+                .await
+                .map_err(|e| Busi::Db(e.to_string()))?;
             work(client, &update, &insert, gid, op, effect, account, fail).await
         })
         .await;
