@@ -15,7 +15,8 @@
 //!   on the destination when the coordinator says `succeed`, and zero everywhere when it says
 //!   `failed` (fully applied or fully undone; a ledger row is written with each balance
 //!   change, in the same local transaction);
-//! - per account, the balance before plus this run's ledger changes is the balance after.
+//! - per account, the balance before plus this run's ledger changes is the balance after;
+//! - no XA branch of this run is left prepared.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -376,6 +377,15 @@ fn verify(
                     "bank {bank} account {} still has {} frozen",
                     a.id, a.frozen
                 ));
+            }
+        }
+    }
+    // No XA branch of this run may stay prepared (it would hold locks and money forever).
+    for (bank, snap) in after.iter().enumerate() {
+        for xid in &snap.prepared {
+            let gid = xid.rsplit_once('-').map_or(xid.as_str(), |(g, _)| g);
+            if transfers.iter().any(|t| t.gid == gid) {
+                v.push(format!("bank {bank}: XA branch {xid} is still prepared"));
             }
         }
     }

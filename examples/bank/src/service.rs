@@ -60,7 +60,7 @@ fn failure(message: &str) -> Response {
 }
 
 fn error(e: impl std::fmt::Display) -> Response {
-    tracing::warn!(error = %e, "branch call failed; the coordinator will retry");
+    tracing::warn!(error = %e, "branch call failed (500: the caller tries again or aborts)");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Json(json!({"error": e.to_string()})),

@@ -68,6 +68,9 @@ pub struct LedgerNet {
 pub struct Snapshot {
     pub accounts: Vec<Account>,
     pub ledger: Vec<LedgerNet>,
+    /// XA branches still prepared whose xid starts with `bk-` (the checker's gids).
+    #[serde(default)]
+    pub prepared: Vec<String>,
 }
 
 /// A bank: its database and its per-run table names.

@@ -172,7 +172,7 @@ impl PgBank {
             client
                 .batch_execute(XA_LOCK_TIMEOUT)
                 .await
-                .map_err(|e| Busi::Db(e.to_string()))?;
+                .map_err(|e| Busi::Db(pg_error(&e)))?;
             work(client, &update, &insert, gid, op, effect, account, fail).await
         })
         .await;
@@ -222,7 +222,16 @@ impl PgBank {
                 frozen_delta: r.get(3),
             })
             .collect();
-        Ok(Snapshot { accounts, ledger })
+        let prepared = xa::pg::list_prepared(&c, "bk-")
+            .await?
+            .into_iter()
+            .map(|p| p.xid.as_str().to_owned())
+            .collect();
+        Ok(Snapshot {
+            accounts,
+            ledger,
+            prepared,
+        })
     }
 
     fn sql(&self) -> (String, String) {
@@ -252,7 +261,7 @@ async fn work(
     account: i64,
     fail: bool,
 ) -> Result<(), Busi> {
-    let db = |e: tokio_postgres::Error| Busi::Db(e.to_string());
+    let db = |e: tokio_postgres::Error| Busi::Db(pg_error(&e));
     let (b, f) = (effect.balance_delta, effect.frozen_delta);
     if client
         .execute(update, &[&b, &f, &account])
@@ -270,4 +279,12 @@ async fn work(
         return Err(Busi::Injected);
     }
     Ok(())
+}
+
+/// The server's message when there is one (tokio-postgres displays just "db error").
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
