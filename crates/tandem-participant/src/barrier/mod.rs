@@ -27,6 +27,34 @@
 //! origin-op mapping and the transactional-message check ([`MsgStatus`], DTM's
 //! `QueryPrepared`) are those of DTM's `dtm_barrier.barrier`, so DTM users keep their tables.
 //! One module per database: [`postgres`], [`mysql`], [`sqlite`].
+//!
+//! A saga step on PostgreSQL, in a handler (any framework) given the call's query string:
+//!
+//! ```no_run
+//! # async fn handler(client: &mut tokio_postgres::Client, query: &str) -> Result<u16, Box<dyn std::error::Error>> {
+//! use tandem_participant::barrier::{postgres, Barrier, CallError, Outcome};
+//! let mut barrier = Barrier::from_query(query)?; // trans_type, gid, branch_id, op
+//! let done = postgres::call(&mut barrier, client, |tx| {
+//!     Box::pin(async move {
+//!         let n = tx
+//!             .execute("UPDATE account SET balance = balance - 30 WHERE id = 1 AND balance >= 30", &[])
+//!             .await
+//!             .map_err(|e| e.to_string())?;
+//!         if n == 0 {
+//!             return Err("insufficient funds".to_string()); // rolls the barrier row back too
+//!         }
+//!         Ok(())
+//!     })
+//! })
+//! .await;
+//! Ok(match done {
+//!     Ok(outcome) if outcome.is_failure() => 409, // refused: its compensation came first
+//!     Ok(_) => 200,                               // ran, duplicate, or null compensation
+//!     Err(CallError::Business(_)) => 409,         // business failure: FAILURE
+//!     Err(CallError::Barrier(_)) => 500,          // database trouble: call me again
+//! })
+//! # }
+//! ```
 
 mod branch;
 mod decision;
