@@ -254,3 +254,30 @@ async fn t15_query_prepared_sees_committed_and_blocks_uncommitted_messages() {
     );
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn t16_custom_table_and_second_barrier_id() {
+    let Some(mut c) = connect("t16_custom_table").await else {
+        return;
+    };
+    let table = "tandem_test_barrier.barrier_custom";
+    mysql::create_table_if_missing(&mut c, table).await.unwrap();
+    let g = gid("my-custom");
+    let mut b = Barrier::new("saga", &g, "01", "action")
+        .unwrap()
+        .with_table(table)
+        .unwrap();
+    for _ in 0..2 {
+        let mut tx = c.start_transaction(TxOpts::default()).await.unwrap();
+        assert_eq!(mysql::enter(&mut b, &mut tx).await.unwrap(), Admission::Run);
+        tx.commit().await.unwrap();
+    }
+    let ids: Vec<String> = c
+        .exec(
+            format!("SELECT barrier_id FROM {table} WHERE gid = ? ORDER BY barrier_id"),
+            (&g,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids, ["01", "02"]);
+}

@@ -160,3 +160,63 @@ fn t15_query_prepared_sees_committed_and_blocks_uncommitted_messages() {
         Admission::Skip(Skip::Refused)
     );
 }
+
+#[test]
+fn t14_racing_action_and_compensation_never_leave_a_hanging_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let c = open(&path);
+    for round in 0..4 {
+        let g = format!("race-{round}");
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (g, path, start) = (&g, &path, &start);
+                s.spawn(move || {
+                    let op = if (i + round) % 2 == 0 {
+                        "action"
+                    } else {
+                        "compensate"
+                    };
+                    let mut own = open(path);
+                    start.wait();
+                    deliver(&mut own, "saga", g, op, false).unwrap();
+                });
+            }
+        });
+        let (a, u) = (effects(&c, &g, "action"), effects(&c, &g, "compensate"));
+        assert!(a <= 1 && u <= 1, "action {a}, compensate {u}");
+        assert_eq!(
+            a, u,
+            "an action ran without its compensation (or the reverse)"
+        );
+    }
+}
+
+#[test]
+fn t16_custom_table_and_second_barrier_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(&dir.path().join("p.db"));
+    sqlite::create_table_if_missing(&c, "main.my_barrier").unwrap();
+    let mut b = Barrier::new("saga", "g", "01", "action")
+        .unwrap()
+        .with_table("main.my_barrier")
+        .unwrap();
+    for _ in 0..2 {
+        let tx = c.transaction().unwrap();
+        assert_eq!(sqlite::enter(&mut b, &tx).unwrap(), Admission::Run);
+        tx.commit().unwrap();
+    }
+    let ids: Vec<String> = c
+        .prepare("SELECT barrier_id FROM my_barrier WHERE gid = 'g' ORDER BY barrier_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, ["01", "02"]);
+    assert!(Barrier::new("saga", "g", "01", "action")
+        .unwrap()
+        .with_table("my barrier; DROP TABLE effects")
+        .is_err());
+}

@@ -10,7 +10,7 @@ use super::{Account, Busi, LedgerNet, Snapshot, Tables};
 use crate::effect::Effect;
 
 /// Most connections one bank keeps open.
-const CONNECTIONS_MAX: usize = 24;
+const CONNECTIONS_MAX: usize = 16;
 
 pub struct MyBank {
     pool: Pool,

@@ -14,7 +14,7 @@ use crate::effect::Effect;
 const XA_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
 
 /// Most connections one bank opens.
-const CONNECTIONS_MAX: usize = 24;
+const CONNECTIONS_MAX: usize = 16;
 
 pub struct PgBank {
     url: String,
