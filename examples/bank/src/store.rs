@@ -171,6 +171,15 @@ impl Bank {
         }
     }
 
+    /// Drops this run's account and ledger tables (tests clean up after themselves; the
+    /// shared barrier table stays).
+    pub async fn drop_tables(&self) -> anyhow::Result<()> {
+        match self {
+            Bank::Pg(b) => b.drop_tables().await,
+            Bank::My(b) => b.drop_tables().await,
+        }
+    }
+
     /// Accounts and per-(gid, account) ledger sums.
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         match self {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bank::check::{self, CheckConfig, Mode};
 use bank::demo::Demo;
+use bank::store::Bank;
 
 async fn run_mode(mode: Mode, test: &str) {
     let Some(pg) = tandem_participant::testenv::url("TANDEM_TEST_PG", test) else {
@@ -40,6 +41,11 @@ async fn run_mode(mode: Mode, test: &str) {
     assert!(report.ok(), "{report}");
     assert!(report.succeeded > 0, "no transfer succeeded: {report}");
     assert!(report.rolled_back > 0, "no transfer rolled back: {report}");
+    // Passed: this run's own tables can go (kept on failure, for a look).
+    for url in [&pg, &mysql] {
+        let bank = Bank::connect(url, &tag).await.expect("connect");
+        bank.drop_tables().await.expect("drop this run's tables");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

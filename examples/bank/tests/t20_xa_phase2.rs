@@ -60,4 +60,5 @@ async fn t20_mariadb_phase2_waits_until_the_branch_is_really_gone() {
     let snap = bank.snapshot().await.expect("snapshot");
     assert_eq!(snap.accounts[0].balance, 105);
     assert!(!snap.prepared.iter().any(|x| x == xid.as_str()));
+    bank.drop_tables().await.expect("drop this run's tables");
 }

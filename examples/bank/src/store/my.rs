@@ -125,6 +125,14 @@ impl MyBank {
         Ok(())
     }
 
+    pub async fn drop_tables(&self) -> anyhow::Result<()> {
+        let mut c = self.pool.get_conn().await?;
+        let Tables { account, ledger } = &self.tables;
+        c.query_drop(format!("DROP TABLE IF EXISTS {account}, {ledger}"))
+            .await?;
+        Ok(())
+    }
+
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let mut c = self.pool.get_conn().await?;
         let Tables { account, ledger } = &self.tables;

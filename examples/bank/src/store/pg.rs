@@ -189,6 +189,14 @@ impl PgBank {
         Ok(())
     }
 
+    pub async fn drop_tables(&self) -> anyhow::Result<()> {
+        let c = self.conn().await?;
+        let Tables { account, ledger } = &self.tables;
+        c.batch_execute(&format!("DROP TABLE IF EXISTS {account}, {ledger}"))
+            .await?;
+        Ok(())
+    }
+
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let c = self.conn().await?;
         let Tables { account, ledger } = &self.tables;
