@@ -1,0 +1,274 @@
+//! MySQL/MariaDB's half of XA: `XA START 'xid'; work; XA END 'xid'; XA PREPARE 'xid'`, then
+//! `XA COMMIT` / `XA ROLLBACK`, over the text protocol (`query_drop`): the prepared-statement
+//! protocol refuses XA statements. And the in-doubt listing from `XA RECOVER`.
+//!
+//! XA ids are server-wide (not per database), and only their `gtrid` part is used here
+//! (`bqual` empty, format id 1), at most [`MYSQL_XID_LEN_MAX`] bytes. `XA RECOVER` says
+//! nothing about when a transaction was prepared; track ages with [`super::FirstSeen`].
+//!
+//! A prepared branch stays attached to the session that prepared it: while that session
+//! lives, MariaDB answers `XA COMMIT` from any other session with `ER_XAER_NOTA`, exactly as
+//! for a finished branch — which would make an idempotent commit report success for work
+//! still prepared. So [`local`] takes the connection by value and closes it after
+//! `XA PREPARE`, detaching the branch (it survives, and any session can finish it). Closing
+//! costs a connection per prepared branch; it is what makes phase 2 from another session
+//! (the coordinator's later call, or recovery after a crash) correct.
+//!
+//! Server XA mode: register the branch with the coordinator only after [`local`] returned
+//! (prepared and detached), and if registering fails, roll the branch back with [`finish`].
+//! Then the coordinator never sends a rollback for a branch that might still be preparing,
+//! so a rollback's `ER_XAER_NOTA` always means "already finished".
+//!
+//! If a future of [`local`] or [`one_phase`] is dropped midway, discard the connection.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use super::{LocalError, Op, XaError, Xid, LIST_MAX, MYSQL_XID_LEN_MAX};
+
+/// `ER_XAER_NOTA`: "Unknown XID" — nothing is prepared (or active) under that name.
+pub const ER_XAER_NOTA: u16 = 1397;
+
+/// The local work, as a boxed future borrowing the connection:
+/// `|c| Box::pin(async move { c.query_drop("UPDATE …").await })`.
+pub type Work<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
+fn is_nota(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == ER_XAER_NOTA)
+}
+
+/// Runs `work` inside `XA START … XA END`, prepares it under `xid` and closes the
+/// connection (detaching the prepared branch; see the module docs). If `work` fails, the
+/// branch is rolled back, the connection dropped (back to its pool, if pooled) and the error
+/// returned as [`LocalError::Work`].
+pub async fn local<T, E, F>(mut conn: Conn, xid: &Xid, work: F) -> Result<T, LocalError<E>>
+where
+    F: for<'a> FnOnce(&'a mut Conn) -> Work<'a, T, E>,
+{
+    xid.check_len(MYSQL_XID_LEN_MAX, "MySQL")
+        .map_err(XaError::from)?;
+    let q = xid.quoted();
+    conn.query_drop(format!("XA START {q}"))
+        .await
+        .map_err(XaError::from)?;
+    match work(&mut conn).await {
+        Ok(v) => {
+            let prepared = async {
+                conn.query_drop(format!("XA END {q}")).await?;
+                conn.query_drop(format!("XA PREPARE {q}")).await
+            }
+            .await;
+            if let Err(e) = prepared {
+                abandon(&mut conn, &q).await;
+                return Err(XaError::from(e).into());
+            }
+            // Detach the branch. A failed goodbye still ends the session (the socket closes).
+            let _ = conn.disconnect().await;
+            Ok(v)
+        }
+        Err(e) => {
+            abandon(&mut conn, &q).await;
+            Err(LocalError::Work(e))
+        }
+    }
+}
+
+/// Ends and rolls back an unprepared branch after a failure. Errors are ignored: the branch
+/// may already be gone (a deadlock rolls it back), and an unprepared branch cannot outlive
+/// its connection anyway.
+async fn abandon(conn: &mut Conn, q: &str) {
+    let _ = conn.query_drop(format!("XA END {q}")).await;
+    let _ = conn.query_drop(format!("XA ROLLBACK {q}")).await;
+}
+
+/// Runs `work` in a plain transaction and commits it: the one-phase commit of a transaction
+/// with a single participant.
+pub async fn one_phase<T, E, F>(conn: &mut Conn, work: F) -> Result<T, LocalError<E>>
+where
+    F: for<'a> FnOnce(&'a mut Conn) -> Work<'a, T, E>,
+{
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(XaError::from)?;
+    match work(conn).await {
+        Ok(v) => {
+            conn.query_drop("COMMIT").await.map_err(XaError::from)?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.query_drop("ROLLBACK").await.map_err(XaError::from)?;
+            Err(LocalError::Work(e))
+        }
+    }
+}
+
+/// Commits or rolls back the prepared branch `xid`. Idempotent: an unknown xid
+/// ([`ER_XAER_NOTA`], already finished) is success.
+pub async fn finish(conn: &mut Conn, xid: &Xid, op: Op) -> Result<(), XaError> {
+    xid.check_len(MYSQL_XID_LEN_MAX, "MySQL")?;
+    let verb = match op {
+        Op::Commit => "XA COMMIT",
+        Op::Rollback => "XA ROLLBACK",
+    };
+    match conn.query_drop(format!("{verb} {}", xid.quoted())).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_nota(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Prepared branches on the whole server whose xid starts with `prefix`, at most
+/// [`LIST_MAX`]. Ages are not known here: see [`super::FirstSeen`].
+pub async fn list_prepared(conn: &mut Conn, prefix: &str) -> Result<Vec<Xid>, XaError> {
+    let rows: Vec<(i64, i64, i64, Vec<u8>)> = conn.query("XA RECOVER").await?;
+    let mut out = Vec::new();
+    for (format_id, gtrid_len, bqual_len, data) in rows {
+        if format_id != 1 || bqual_len != 0 {
+            continue;
+        }
+        let Some(gtrid) = usize::try_from(gtrid_len).ok().and_then(|n| data.get(..n)) else {
+            return Err(XaError::Protocol(format!(
+                "XA RECOVER row with gtrid_length {gtrid_len} and {} data bytes",
+                data.len()
+            )));
+        };
+        let Ok(s) = std::str::from_utf8(gtrid) else {
+            continue;
+        };
+        if !s.starts_with(prefix) {
+            continue;
+        }
+        if let Ok(xid) = Xid::new(s) {
+            out.push(xid);
+            if out.len() >= LIST_MAX {
+                break;
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real MySQL/MariaDB (`TANDEM_TEST_MYSQL`); own tables and xids per test.
+    use super::*;
+    use crate::testenv;
+    use crate::xa::XidError;
+
+    async fn connect(test: &str) -> Option<Conn> {
+        let url = testenv::url("TANDEM_TEST_MYSQL", test)?;
+        let opts = mysql_async::Opts::from_url(&url).expect("url");
+        Some(Conn::new(opts).await.expect("connect"))
+    }
+
+    fn uniq(tag: &str) -> String {
+        format!(
+            "t{}{}{tag}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        )
+    }
+
+    async fn count(c: &mut Conn, t: &str) -> i64 {
+        c.query_first(format!("SELECT count(*) FROM {t}"))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn prepare_then_commit_and_rollback_idempotently() {
+        let Some(mut c) = connect("xa::mysql::prepare_then_commit_and_rollback_idempotently").await
+        else {
+            return;
+        };
+        let t = format!("xa_my_{}", uniq("a"));
+        c.query_drop(format!(
+            "CREATE TABLE {t} (id int primary key, v int) ENGINE=InnoDB"
+        ))
+        .await
+        .unwrap();
+        let prefix = uniq("p");
+        let x1 = Xid::new(format!("{prefix}-1")).unwrap();
+        let x2 = Xid::new(format!("{prefix}-2")).unwrap();
+        for (k, x) in [&x1, &x2].into_iter().enumerate() {
+            let sql = format!("INSERT INTO {t} VALUES ({k}, 1)");
+            let conn = connect("xa::mysql::local").await.unwrap();
+            local(conn, x, |c| {
+                Box::pin(async move { c.query_drop(sql).await })
+            })
+            .await
+            .unwrap();
+        }
+        // Another session sees nothing until commit.
+        let mut other = connect("xa::mysql::other").await.unwrap();
+        assert_eq!(count(&mut other, &t).await, 0);
+        assert_eq!(
+            list_prepared(&mut c, &prefix).await.unwrap(),
+            vec![x1.clone(), x2.clone()]
+        );
+        // Phase 2 from a different connection, as after a coordinator restart.
+        finish(&mut other, &x1, Op::Commit).await.unwrap();
+        finish(&mut other, &x1, Op::Commit).await.unwrap();
+        finish(&mut other, &x2, Op::Rollback).await.unwrap();
+        finish(&mut other, &x2, Op::Rollback).await.unwrap();
+        assert_eq!(count(&mut other, &t).await, 1);
+        assert!(list_prepared(&mut c, &prefix).await.unwrap().is_empty());
+        c.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_work_is_rolled_back_never_prepared() {
+        let Some(mut c) = connect("xa::mysql::failed_work_is_rolled_back_never_prepared").await
+        else {
+            return;
+        };
+        let t = format!("xa_my_{}", uniq("b"));
+        c.query_drop(format!(
+            "CREATE TABLE {t} (id int primary key, v int) ENGINE=InnoDB"
+        ))
+        .await
+        .unwrap();
+        let prefix = uniq("q");
+        let x = Xid::new(format!("{prefix}-1")).unwrap();
+        let sql = format!("INSERT INTO {t} VALUES (1, 1)");
+        let conn = connect("xa::mysql::local").await.unwrap();
+        let r = local(conn, &x, |c| {
+            Box::pin(async move {
+                c.query_drop(sql.clone()).await?;
+                c.query_drop(sql).await
+            })
+        })
+        .await;
+        assert!(matches!(r, Err(LocalError::Work(_))), "{r:?}");
+        assert!(list_prepared(&mut c, &prefix).await.unwrap().is_empty());
+        // One phase commits directly.
+        let sql = format!("INSERT INTO {t} VALUES (2, 1)");
+        one_phase(&mut c, |c| Box::pin(async move { c.query_drop(sql).await }))
+            .await
+            .unwrap();
+        assert_eq!(count(&mut c, &t).await, 1);
+        // Too long for MySQL's gtrid: a clear error before any SQL runs.
+        let long = Xid::new("x".repeat(65)).unwrap();
+        let conn = connect("xa::mysql::local").await.unwrap();
+        let r = local(conn, &long, |c| {
+            Box::pin(async move { c.query_drop("SELECT 1").await })
+        })
+        .await;
+        assert!(
+            matches!(
+                r,
+                Err(LocalError::Xa(XaError::Xid(XidError::TooLong { .. })))
+            ),
+            "{r:?}"
+        );
+        c.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+    }
+}

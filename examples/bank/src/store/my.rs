@@ -1,0 +1,222 @@
+//! The bank on MariaDB/MySQL: mysql_async's pool, with `CLIENT_FOUND_ROWS` so an update that
+//! matches a row but changes nothing (a TCC try-credit) still counts as done.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use tandem_participant::barrier::{self, mysql, Barrier, CallError, Outcome};
+use tandem_participant::xa;
+
+use super::{Account, Busi, LedgerNet, Snapshot, Tables};
+use crate::effect::Effect;
+
+/// Most connections one bank keeps open.
+const CONNECTIONS_MAX: usize = 16;
+
+pub struct MyBank {
+    pool: Pool,
+    tables: Tables,
+}
+
+impl MyBank {
+    pub fn new(url: &str, tables: Tables) -> anyhow::Result<MyBank> {
+        let constraints = PoolConstraints::new(0, CONNECTIONS_MAX)
+            .ok_or_else(|| anyhow::anyhow!("bad pool constraints"))?;
+        let opts = OptsBuilder::from_opts(Opts::from_url(url)?)
+            .client_found_rows(true)
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
+        Ok(MyBank {
+            pool: Pool::new(opts),
+            tables,
+        })
+    }
+
+    pub async fn setup(&self, accounts: i64, balance: i64) -> anyhow::Result<()> {
+        let mut c = self.pool.get_conn().await?;
+        mysql::create_table_if_missing(&mut c, barrier::DEFAULT_TABLE).await?;
+        let Tables { account, ledger } = &self.tables;
+        c.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {account}(
+               id bigint PRIMARY KEY,
+               balance bigint NOT NULL CHECK (balance >= 0),
+               frozen bigint NOT NULL DEFAULT 0 CHECK (frozen >= 0)) ENGINE = InnoDB"
+        ))
+        .await?;
+        c.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {ledger}(
+               gid varchar(128) NOT NULL, account bigint NOT NULL, op varchar(45) NOT NULL,
+               balance_delta bigint NOT NULL, frozen_delta bigint NOT NULL) ENGINE = InnoDB"
+        ))
+        .await?;
+        for id in 0..accounts {
+            c.exec_drop(
+                format!("INSERT IGNORE INTO {account}(id, balance) VALUES (?, ?)"),
+                (id, balance),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn apply(
+        &self,
+        mut barrier: Barrier,
+        effect: Effect,
+        account: i64,
+        fail: bool,
+    ) -> Result<Outcome<()>, CallError<Busi>> {
+        let mut c = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(|e| CallError::Business(Busi::Db(e.to_string())))?;
+        let (update, insert) = self.sql();
+        let (gid, op) = (barrier.gid().to_owned(), barrier.op().to_owned());
+        mysql::call(&mut barrier, &mut c, |tx| {
+            Box::pin(
+                async move { work(tx, &update, &insert, &gid, &op, effect, account, fail).await },
+            )
+        })
+        .await
+    }
+
+    pub async fn xa_local(
+        &self,
+        xid: &xa::Xid,
+        gid: &str,
+        op: &str,
+        effect: Effect,
+        account: i64,
+        fail: bool,
+    ) -> Result<(), xa::LocalError<Busi>> {
+        let c = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(|e| xa::LocalError::Work(Busi::Db(e.to_string())))?;
+        let (update, insert) = self.sql();
+        let (gid, op) = (gid.to_owned(), op.to_owned());
+        xa::mysql::local(c, xid, |conn| {
+            Box::pin(async move {
+                // Prepared branches hold their locks across two databases, where no deadlock
+                // detector sees a cycle: give up quickly instead (the client then aborts).
+                conn.query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+                    .await
+                    .map_err(|e| Busi::Db(e.to_string()))?;
+                work(conn, &update, &insert, &gid, &op, effect, account, fail).await
+            })
+        })
+        .await
+    }
+
+    pub async fn xa_finish(&self, xid: &xa::Xid, op: xa::Op) -> anyhow::Result<()> {
+        let mut c = self.pool.get_conn().await?;
+        xa::mysql::finish(&mut c, xid, op).await?;
+        // `finish` takes "unknown XID" as "already finished", but MariaDB gives the same answer
+        // while the session that prepared the branch is still going away (seen here: a commit
+        // answered NOTA, reported success, and the branch stayed prepared, its credit lost).
+        // XA RECOVER does list such a branch: answer success only once it is really gone, so
+        // the coordinator calls again until the commit or rollback has happened.
+        let still = xa::mysql::list_prepared(&mut c, xid.as_str()).await?;
+        anyhow::ensure!(
+            !still.contains(xid),
+            "XA branch {} is still prepared (its session is still closing); call again",
+            xid.as_str()
+        );
+        Ok(())
+    }
+
+    pub async fn drop_tables(&self) -> anyhow::Result<()> {
+        let mut c = self.pool.get_conn().await?;
+        let Tables { account, ledger } = &self.tables;
+        c.query_drop(format!("DROP TABLE IF EXISTS {account}, {ledger}"))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let mut c = self.pool.get_conn().await?;
+        let Tables { account, ledger } = &self.tables;
+        let accounts: Vec<(i64, i64, i64)> = c
+            .query(format!(
+                "SELECT id, balance, frozen FROM {account} ORDER BY id"
+            ))
+            .await?;
+        let ledger: Vec<(String, i64, i64, i64)> = c
+            .query(format!(
+                "SELECT gid, account, CAST(sum(balance_delta) AS SIGNED), \
+                 CAST(sum(frozen_delta) AS SIGNED) FROM {ledger} GROUP BY gid, account"
+            ))
+            .await?;
+        let prepared = xa::mysql::list_prepared(&mut c, "bk-")
+            .await?
+            .into_iter()
+            .map(|x| x.as_str().to_owned())
+            .collect();
+        Ok(Snapshot {
+            prepared,
+            accounts: accounts
+                .into_iter()
+                .map(|(id, balance, frozen)| Account {
+                    id,
+                    balance,
+                    frozen,
+                })
+                .collect(),
+            ledger: ledger
+                .into_iter()
+                .map(|(gid, account, balance_delta, frozen_delta)| LedgerNet {
+                    gid,
+                    account,
+                    balance_delta,
+                    frozen_delta,
+                })
+                .collect(),
+        })
+    }
+
+    fn sql(&self) -> (String, String) {
+        let Tables { account, ledger } = &self.tables;
+        (
+            format!(
+                "UPDATE {account} SET balance = balance + ?, frozen = frozen + ? \
+                 WHERE id = ? AND balance + ? >= 0 AND frozen + ? >= 0"
+            ),
+            format!(
+                "INSERT INTO {ledger}(gid, account, op, balance_delta, frozen_delta) \
+                 VALUES (?, ?, ?, ?, ?)"
+            ),
+        )
+    }
+}
+
+/// The business code, inside whatever transaction `conn` is in.
+#[allow(clippy::too_many_arguments)]
+async fn work(
+    conn: &mut impl Queryable,
+    update: &str,
+    insert: &str,
+    gid: &str,
+    op: &str,
+    effect: Effect,
+    account: i64,
+    fail: bool,
+) -> Result<(), Busi> {
+    let db = |e: mysql_async::Error| Busi::Db(e.to_string());
+    let (b, f) = (effect.balance_delta, effect.frozen_delta);
+    let result = conn
+        .exec_iter(update, (b, f, account, b, f))
+        .await
+        .map_err(db)?;
+    let changed = result.affected_rows();
+    result.drop_result().await.map_err(db)?;
+    if changed == 0 {
+        return Err(Busi::Insufficient);
+    }
+    conn.exec_drop(insert, (gid, account, op, b, f))
+        .await
+        .map_err(db)?;
+    if fail {
+        return Err(Busi::Injected);
+    }
+    Ok(())
+}
