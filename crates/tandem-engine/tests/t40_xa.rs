@@ -1,0 +1,411 @@
+//! XA in library mode against real databases: 2PC across PostgreSQL and MariaDB, a no vote,
+//! one-phase commit, and in-doubt recovery resolving prepared transactions from the log.
+//!
+//! Guards against: a commit on one database and not the other, a prepared transaction left
+//! behind after a rollback, an orphan prepared by a prepare that outlived its call timeout,
+//! and a committed transaction whose branch stayed prepared.
+//!
+//! Needs `TANDEM_TEST_PG` and `TANDEM_TEST_MYSQL` (skipped loudly otherwise, failing in CI).
+//! Every test has its own tables and its own coordinator name (the xid prefix), so parallel
+//! tests never see each other's prepared transactions.
+#![cfg(feature = "xa")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use tandem_engine::tandem_core::TxStatus;
+use tandem_engine::xa::{mysql_work, pg_work, MysqlResource, PgResource};
+use tandem_engine::{
+    BranchError, CallRequest, Coordinator, EngineConfig, InDoubtConfig, Resource, Vote,
+};
+use tandem_participant::testenv;
+use tandem_participant::xa::{self, Xid};
+
+struct Dbs {
+    pg: String,
+    my: String,
+}
+
+fn dbs(test: &str) -> Option<Dbs> {
+    Some(Dbs {
+        pg: testenv::url("TANDEM_TEST_PG", test)?,
+        my: testenv::url("TANDEM_TEST_MYSQL", test)?,
+    })
+}
+
+fn uniq(tag: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    format!("{tag}{}x{n}", std::process::id())
+}
+
+/// Payload `id:delta` adds delta to row id; `fail` votes no; `sleep:ms:id:delta` is slow.
+fn sql_of(table: &str, payload: &[u8]) -> Result<(u64, String), BranchError> {
+    let p = std::str::from_utf8(payload).map_err(|e| BranchError::Failure(e.to_string()))?;
+    if p == "fail" {
+        return Err(BranchError::Failure("refused by test".into()));
+    }
+    let (sleep_ms, rest) = match p.strip_prefix("sleep:") {
+        Some(r) => {
+            let (ms, rest) = r.split_once(':').expect("sleep:ms:id:delta");
+            (ms.parse().expect("ms"), rest)
+        }
+        None => (0, p),
+    };
+    let (id, delta) = rest.split_once(':').expect("id:delta");
+    let id: i64 = id.parse().expect("id");
+    let delta: i64 = delta.parse().expect("delta");
+    Ok((
+        sleep_ms,
+        format!("UPDATE {table} SET v = v + {delta} WHERE id = {id}"),
+    ))
+}
+
+fn pg_resource(node: &str, url: &str, table: &str) -> Arc<PgResource> {
+    let table = table.to_string();
+    Arc::new(PgResource::new(
+        node,
+        url,
+        4,
+        pg_work(move |c, call| {
+            let q = sql_of(&table, &call.payload);
+            Box::pin(async move {
+                let (sleep_ms, sql) = q?;
+                tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                c.execute(&sql, &[])
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| BranchError::Transient(e.to_string()))
+            })
+        }),
+    ))
+}
+
+fn my_resource(node: &str, url: &str, table: &str) -> Arc<MysqlResource> {
+    let table = table.to_string();
+    Arc::new(
+        MysqlResource::new(
+            node,
+            url,
+            4,
+            mysql_work(move |c, call| {
+                let q = sql_of(&table, &call.payload);
+                Box::pin(async move {
+                    let (_, sql) = q?;
+                    c.query_drop(sql)
+                        .await
+                        .map_err(|e| BranchError::Transient(e.to_string()))
+                })
+            }),
+        )
+        .expect("mysql resource"),
+    )
+}
+
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("pg");
+    tokio::spawn(conn);
+    c
+}
+
+async fn setup(d: &Dbs, table: &str) -> (tokio_postgres::Client, mysql_async::Conn) {
+    let pg = pg_client(&d.pg).await;
+    pg.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int primary key, v int); \
+         INSERT INTO {table} VALUES (1, 100), (2, 100), (3, 100)"
+    ))
+    .await
+    .expect("pg table");
+    let mut my = mysql_async::Conn::new(mysql_async::Opts::from_url(&d.my).expect("url"))
+        .await
+        .expect("mysql");
+    my.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+        .await
+        .expect("drop");
+    my.query_drop(format!(
+        "CREATE TABLE {table} (id int primary key, v int) ENGINE=InnoDB"
+    ))
+    .await
+    .expect("my table");
+    my.query_drop(format!(
+        "INSERT INTO {table} VALUES (1, 100), (2, 100), (3, 100)"
+    ))
+    .await
+    .expect("row");
+    (pg, my)
+}
+
+/// Sums of `v` over the table on PostgreSQL and MariaDB (rows 1..3 start at 100 each).
+async fn values(
+    pg: &tokio_postgres::Client,
+    my: &mut mysql_async::Conn,
+    table: &str,
+) -> (i32, i32) {
+    let a: i32 = pg
+        .query_one(&format!("SELECT sum(v)::int FROM {table}"), &[])
+        .await
+        .expect("pg v")
+        .get(0);
+    let b: i32 = my
+        .query_first(format!("SELECT CAST(sum(v) AS SIGNED) FROM {table}"))
+        .await
+        .expect("my v")
+        .expect("row");
+    (a, b)
+}
+
+async fn prepared_left(
+    pg: &tokio_postgres::Client,
+    my: &mut mysql_async::Conn,
+    node: &str,
+) -> (usize, usize) {
+    let prefix = format!("{node}:");
+    (
+        xa::pg::list_prepared(pg, &prefix)
+            .await
+            .expect("pg list")
+            .len(),
+        xa::mysql::list_prepared(my, &prefix)
+            .await
+            .expect("my list")
+            .len(),
+    )
+}
+
+async fn drop_tables(pg: &tokio_postgres::Client, my: &mut mysql_async::Conn, table: &str) {
+    pg.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
+    my.query_drop(format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
+}
+
+/// A participant that keeps working after the coordinator stops waiting (as a remote one
+/// does): its prepare runs in a task of its own, not cancelled by the call timeout.
+struct Detached(Arc<PgResource>);
+
+#[async_trait::async_trait]
+impl Resource for Detached {
+    async fn prepare(&self, call: &CallRequest) -> Result<Vote, BranchError> {
+        let (r, call) = (self.0.clone(), call.clone());
+        tokio::spawn(async move { r.prepare(&call).await })
+            .await
+            .map_err(|e| BranchError::Transient(e.to_string()))?
+    }
+    async fn commit(&self, call: &CallRequest) -> Result<(), BranchError> {
+        self.0.commit(call).await
+    }
+    async fn rollback(&self, call: &CallRequest) -> Result<(), BranchError> {
+        self.0.rollback(call).await
+    }
+}
+
+async fn coordinator(
+    dir: &std::path::Path,
+    node: &str,
+    d: &Dbs,
+    table: &str,
+    in_doubt: InDoubtConfig,
+) -> Coordinator {
+    let pg = pg_resource(node, &d.pg, table);
+    Coordinator::builder()
+        .config(EngineConfig {
+            node_name: node.into(),
+            ..EngineConfig::default()
+        })
+        .resource("pg", Arc::new(Detached(pg.clone())))
+        .in_doubt("pg", pg)
+        .xa_resource("my", my_resource(node, &d.my, table))
+        .in_doubt_config(in_doubt)
+        .open(dir)
+        .await
+        .expect("open")
+}
+
+#[tokio::test]
+async fn t40_two_phase_across_postgres_and_mariadb() {
+    let Some(d) = dbs("t40_two_phase_across_postgres_and_mariadb") else {
+        return;
+    };
+    let (node, table) = (uniq("n"), uniq("xa_t40_"));
+    let (pg, mut my) = setup(&d, &table).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(dir.path(), &node, &d, &table, InDoubtConfig::default()).await;
+
+    let out = c
+        .two_phase("t40-ok")
+        .participant("pg", "1:-10")
+        .participant("my", "1:10")
+        .run()
+        .await
+        .unwrap();
+    assert!(out.succeeded(), "{out:?}");
+    assert_eq!(values(&pg, &mut my, &table).await, (290, 310));
+
+    // A no vote from MariaDB: PostgreSQL's prepared change is rolled back.
+    let out = c
+        .two_phase("t40-no")
+        .participant("pg", "1:-10")
+        .participant("my", "fail")
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.status, TxStatus::Failed, "{out:?}");
+    assert_eq!(values(&pg, &mut my, &table).await, (290, 310));
+    assert_eq!(prepared_left(&pg, &mut my, &node).await, (0, 0));
+
+    // Alone: one phase, no prepared transaction at any moment.
+    let out = c
+        .two_phase("t40-one")
+        .participant("my", "1:5")
+        .run()
+        .await
+        .unwrap();
+    assert!(out.succeeded(), "{out:?}");
+    assert_eq!(values(&pg, &mut my, &table).await, (290, 315));
+    c.close().await.unwrap();
+    drop_tables(&pg, &mut my, &table).await;
+}
+
+#[tokio::test]
+async fn t41_in_doubt_recovery_resolves_from_the_log() {
+    let Some(d) = dbs("t41_in_doubt_recovery_resolves_from_the_log") else {
+        return;
+    };
+    let (node, table) = (uniq("n"), uniq("xa_t41_"));
+    let (pg, mut my) = setup(&d, &table).await;
+    let dir = tempfile::tempdir().unwrap();
+    let long = InDoubtConfig {
+        interval: Duration::from_secs(3600),
+        orphan_age: Duration::from_secs(3600),
+        call_timeout: Duration::from_secs(10),
+    };
+    let c = coordinator(dir.path(), &node, &d, &table, long.clone()).await;
+
+    // 1. A prepare that outlives its call timeout: the engine aborts (its rollback finds
+    //    nothing prepared yet), then the prepare lands. The log says failed: roll it back.
+    let out = c
+        .two_phase("t41-slow")
+        .participant("pg", "sleep:1500:1:-1")
+        .participant("my", "1:1")
+        .options(|o| o.request_timeout_ms = Some(300))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.status, TxStatus::Failed, "{out:?}");
+    let mut landed = false;
+    for _ in 0..50 {
+        if prepared_left(&pg, &mut my, &node).await.0 == 1 {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        landed,
+        "the slow prepare should have left a prepared transaction"
+    );
+
+    // 2. A committed transaction whose branch is still prepared (its commit was lost):
+    //    the log holds the decision, so commit it.
+    let out = c
+        .two_phase("t41-ok")
+        .participant("pg", "2:0")
+        .participant("my", "1:0")
+        .run()
+        .await
+        .unwrap();
+    assert!(out.succeeded());
+    let lost = Xid::new(tandem_engine::recovery::branch_xid(&node, "t41-ok", "02")).unwrap();
+    let sql = format!("UPDATE {table} SET v = v + 7 WHERE id = 1");
+    let conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&d.my).unwrap())
+        .await
+        .unwrap();
+    xa::mysql::local(conn, &lost, |c| {
+        Box::pin(async move { c.query_drop(sql).await })
+    })
+    .await
+    .unwrap();
+
+    // 3. Ours, but no record explains it: left while young, rolled back once old.
+    let orphan = Xid::new(tandem_engine::recovery::branch_xid(
+        &node,
+        "never-logged",
+        "01",
+    ))
+    .unwrap();
+    let t = table.clone();
+    xa::pg::local(&pg, &orphan, |c| async move {
+        c.execute(&format!("UPDATE {t} SET v = v + 1000 WHERE id = 3"), &[])
+            .await
+    })
+    .await
+    .unwrap();
+
+    // 4. Someone else's prepared transaction (another prefix): never touched.
+    let foreign = Xid::new(format!("{}:t41-ok:01", uniq("other"))).unwrap();
+    xa::pg::local(&pg, &foreign, |c| async move {
+        c.execute("SELECT 1", &[]).await
+    })
+    .await
+    .unwrap();
+
+    let s = c.resolve_in_doubt().await;
+    assert_eq!(
+        (s.rolled_back, s.committed, s.left_young),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    assert_eq!(prepared_left(&pg, &mut my, &node).await, (1, 0));
+    assert_eq!(values(&pg, &mut my, &table).await, (300, 307));
+    c.close().await.unwrap();
+    drop(c);
+
+    // Reopen with a zero orphan age: the orphan goes at the pass that runs on open.
+    let c = coordinator(
+        dir.path(),
+        &node,
+        &d,
+        &table,
+        InDoubtConfig {
+            orphan_age: Duration::ZERO,
+            ..long
+        },
+    )
+    .await;
+    let s = c.resolve_in_doubt().await;
+    assert!(s.orphans_rolled_back >= 1, "{s:?}");
+    assert_eq!(prepared_left(&pg, &mut my, &node).await, (0, 0));
+    assert_eq!(values(&pg, &mut my, &table).await, (300, 307));
+    c.close().await.unwrap();
+
+    let foreign_left = xa::pg::list_prepared(&pg, foreign.as_str()).await.unwrap();
+    assert_eq!(
+        foreign_left.len(),
+        1,
+        "another coordinator's xid was touched"
+    );
+    xa::pg::finish(&pg, &foreign, xa::Op::Rollback)
+        .await
+        .unwrap();
+    drop_tables(&pg, &mut my, &table).await;
+}
+
+#[tokio::test]
+async fn t42_node_name_mismatch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = pg_resource("other-node", "postgres://127.0.0.1:1/none", "t");
+    let e = Coordinator::builder()
+        .xa_resource("pg", r)
+        .open(dir.path())
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("other-node"), "{e}");
+}
