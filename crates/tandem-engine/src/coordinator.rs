@@ -257,6 +257,12 @@ impl Coordinator {
         !self.local_transport || self.local.contains(name)
     }
 
+    /// Whether the participant `name` is under in-doubt recovery (its prepared transactions
+    /// can be listed after a crash), so the log need not force the participant list.
+    pub(crate) fn lists_in_doubt(&self, name: &str) -> bool {
+        self.local_transport && self.in_doubt.resources.iter().any(|(n, _)| n == name)
+    }
+
     async fn recover(&self) -> Result<()> {
         let unfinished = self.shared.store.unfinished().await?;
         let n = unfinished.len();

@@ -92,7 +92,7 @@ impl Default for InDoubtConfig {
     fn default() -> Self {
         InDoubtConfig {
             interval: Duration::from_secs(60),
-            orphan_age: Duration::from_secs(300),
+            orphan_age: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
         }
     }

@@ -42,6 +42,9 @@ async fn open(dir: &Path, node: &str, d: &Dbs, table: &str) -> anyhow::Result<Co
         .xa_resource("my", my_resource(node, &d.my, table))
         .in_doubt_config(InDoubtConfig {
             interval: Duration::from_millis(200),
+            // The participant list is written unforced (both resources can be listed), so a
+            // crash may leave prepared xids that no record explains: orphans after 1 s here.
+            orphan_age: Duration::from_secs(1),
             ..InDoubtConfig::default()
         })
         .open(dir)
@@ -83,8 +86,9 @@ async fn recover_child(dir: PathBuf, node: String, d: Dbs, table: String) -> any
             Err(e) => return Err(e.into()),
         }
     }
-    // Drivers finished what the log knew; in-doubt recovery sweeps the rest (a branch a
-    // dead session still held when its phase 2 ran). Bounded wait.
+    // Drivers finished what the log knew; in-doubt recovery sweeps the rest (branches of a
+    // transaction whose unforced start record was lost, a branch a dead session still held
+    // when its phase 2 ran). Bounded wait.
     let (pg, mut my) = clients(&d).await;
     for _ in 0..50 {
         if prepared_left(&pg, &mut my, &node).await == (0, 0) {

@@ -6,8 +6,10 @@
 //!   database fsyncs any 2PC over these two databases can do.
 //! - **coordinator**: the same statements through the engine's 2PC with
 //!   `tandem_engine::xa::PgResource`s, the log durable (fsync) in a fresh directory. It adds
-//!   the log's two forced writes per transaction (participant list, decision), shared by
-//!   group commit, and the engine's own work.
+//!   one forced log write per transaction, the commit decision (shared by group commit):
+//!   the participant list is written unforced because both resources are under in-doubt
+//!   recovery (a crash that loses it leaves prepared xids recovery rolls back) — and the
+//!   engine's own work.
 //!
 //! Each client updates its own row in each database (no lock waits between clients), over
 //! the simple-query protocol in both phases. Prepared transactions are named apart
