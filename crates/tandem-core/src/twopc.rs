@@ -13,7 +13,12 @@
 //! ```
 //!
 //! Durability: the participant list is persisted (sync) before the first prepare, so after a
-//! crash every participant that may hold a prepared transaction is known and rolled back.
+//! crash every participant that may hold a prepared transaction is known and rolled back —
+//! unless every participant can itself be asked for its prepared transactions
+//! (`participants_listable`: XA databases under in-doubt recovery). Then the list is written
+//! unforced: a crash that loses it leaves prepared xids no record explains, which in-doubt
+//! recovery rolls back (presumed abort), at the price of holding their locks until they are
+//! old enough to count as orphans.
 //! Likewise a one-phase transaction is persisted (sync) before its only call, so that the
 //! outcome the participant reaches is never reported as "no such transaction".
 //! The commit decision is persisted (sync) before the first commit: it is the record that
@@ -44,7 +49,7 @@ pub(crate) fn apply(
             if one_phase {
                 tx.status = TxStatus::Submitted;
             }
-            out.persist(true);
+            out.persist(one_phase || !tx.participants_listable);
         }
         Event::Resume => {
             sched::resume(tx);

@@ -336,6 +336,11 @@ pub struct Transaction {
     pub version: u64,
     /// Why the transaction failed, when it did (the first business failure or the timeout).
     pub fail_reason: Option<String>,
+    /// 2PC: every participant can be asked for its prepared transactions after a crash (XA
+    /// databases under in-doubt recovery), so the participant list needs no forced write
+    /// before the first prepare. Not persisted: it only matters at `Start`.
+    #[serde(skip)]
+    pub participants_listable: bool,
 }
 
 impl Transaction {
@@ -361,6 +366,7 @@ impl Transaction {
             history: Vec::new(),
             version: 0,
             fail_reason: None,
+            participants_listable: false,
         }
     }
 

@@ -4,7 +4,8 @@
 //! read-only participant or a rollback missing for a prepared one; a restart before the
 //! decision that does anything but roll back (presumed abort); a commit error dropped instead
 //! of retried; an operator stop that would undo a durable commit decision; and a retry wake-up
-//! left on a prepare after the abort, which starved the rollbacks' retries.
+//! left on a prepare after the abort, which starved the rollbacks' retries; and a participant
+//! list written unforced for participants that cannot be asked what they hold prepared.
 
 mod common;
 
@@ -38,6 +39,25 @@ fn all_yes_logs_the_decision_before_any_commit() {
         ]
     );
     assert_eq!(tx.branches[2].attempts + tx.branches[5].attempts, 0);
+}
+
+#[test]
+fn listable_participants_need_no_forced_list_but_a_forced_decision() {
+    let mut tx = twopc(2, Options::default());
+    tx.participants_listable = true;
+    assert_eq!(
+        apply(&mut tx, Event::Start, T0),
+        vec![persist(false), call(0), call(3)]
+    );
+    assert_eq!(apply(&mut tx, ok(0, at(1)), at(1)), vec![persist(false)]);
+    assert_eq!(
+        apply(&mut tx, ok(3, at(2)), at(2)),
+        vec![persist(true), call(1), call(4)]
+    );
+    // One phase stays forced: its outcome must never be reported as "no such transaction".
+    let mut one = twopc_one_phase();
+    one.participants_listable = true;
+    assert_eq!(apply(&mut one, Event::Start, T0)[0], persist(true));
 }
 
 #[test]

@@ -156,6 +156,10 @@ impl<'a> TwoPhaseBuilder<'a> {
             return Err(e);
         }
         let mut tx = Transaction::new(self.gid, TxKind::TwoPc, self.options, self.c.now());
+        tx.participants_listable = self
+            .parts
+            .iter()
+            .all(|(name, _)| self.c.lists_in_doubt(name));
         if let [(name, payload)] = self.parts.as_slice() {
             tx.branches.push(Branch::new(
                 branch_id(0),

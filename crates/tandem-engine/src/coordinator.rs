@@ -29,6 +29,7 @@ use crate::driver::{
 use crate::error::{EngineError, Result};
 use crate::metrics::EngineMetrics;
 use crate::participant::{Resource, SagaStep};
+use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
 use crate::registry::{Claim, Registry};
 use crate::transport::{InProcess, Local, Transport};
 
@@ -86,6 +87,8 @@ pub struct CoordinatorBuilder {
     store: Option<Arc<dyn Store>>,
     redb: RedbConfig,
     on_end: Option<EndHook>,
+    in_doubt: Vec<(String, Arc<dyn InDoubt>)>,
+    in_doubt_config: InDoubtConfig,
 }
 
 impl Default for CoordinatorBuilder {
@@ -98,6 +101,8 @@ impl Default for CoordinatorBuilder {
             store: None,
             redb: RedbConfig::default(),
             on_end: None,
+            in_doubt: Vec::new(),
+            in_doubt_config: InDoubtConfig::default(),
         }
     }
 }
@@ -120,6 +125,22 @@ impl CoordinatorBuilder {
     /// Registers an in-process 2PC resource under `name` (the branch target).
     pub fn resource(mut self, name: impl Into<String>, r: Arc<dyn Resource>) -> Self {
         self.local.insert(name, Local::Resource(r));
+        self
+    }
+    /// Registers a resource whose prepared transactions in-doubt recovery lists and
+    /// resolves (see [`crate::recovery`]).
+    pub fn in_doubt(mut self, name: impl Into<String>, r: Arc<dyn InDoubt>) -> Self {
+        self.in_doubt.push((name.into(), r));
+        self
+    }
+    /// Registers an XA resource under `name`: as a 2PC participant and for in-doubt recovery.
+    pub fn xa_resource<R: Resource + InDoubt>(self, name: impl Into<String>, r: Arc<R>) -> Self {
+        let name = name.into();
+        self.resource(name.clone(), r.clone()).in_doubt(name, r)
+    }
+    /// When in-doubt recovery runs and what counts as an orphan.
+    pub fn in_doubt_config(mut self, cfg: InDoubtConfig) -> Self {
+        self.in_doubt_config = cfg;
         self
     }
     /// Replaces the in-process transport (e.g. with HTTP, or a simulation's).
@@ -160,6 +181,20 @@ impl CoordinatorBuilder {
         let store = self
             .store
             .ok_or(EngineError::Store(tandem_store::StoreError::Closed))?;
+        if !self.in_doubt.is_empty() {
+            let node = &self.config.node_name;
+            if !recovery::valid_node(node) {
+                return Err(EngineError::Config(format!(
+                    "node_name {node:?} cannot prefix XA ids: use 1-32 of A-Z a-z 0-9 - _ ."
+                )));
+            }
+            if let Some((name, r)) = self.in_doubt.iter().find(|(_, r)| r.node() != node) {
+                return Err(EngineError::Config(format!(
+                    "XA resource {name:?} names its xids for coordinator {:?}, not {node:?}",
+                    r.node()
+                )));
+            }
+        }
         let local_transport = self.transport.is_none();
         let transport = self
             .transport
@@ -178,13 +213,25 @@ impl CoordinatorBuilder {
             alerts: broadcast::channel(ALERTS_QUEUE_MAX).0,
             on_end: self.on_end,
         });
+        let in_doubt = Arc::new(InDoubtSet {
+            resources: self.in_doubt,
+            config: self.in_doubt_config,
+            stats: Default::default(),
+            running: tokio::sync::Mutex::new(()),
+        });
         let c = Coordinator {
             shared,
             local: Arc::new(self.local),
             local_transport,
             shutdown_tx: Arc::new(shutdown_tx),
+            in_doubt,
+            in_doubt_task: Arc::new(std::sync::Mutex::new(None)),
         };
         c.recover().await?;
+        if !c.in_doubt.resources.is_empty() {
+            let task = tokio::spawn(recovery::periodic(c.shared.clone(), c.in_doubt.clone()));
+            *c.in_doubt_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         Ok(c)
     }
 }
@@ -202,6 +249,8 @@ pub struct Coordinator {
     /// Branch targets are in-process participant names (no custom transport).
     local_transport: bool,
     shutdown_tx: Arc<watch::Sender<u8>>,
+    in_doubt: Arc<InDoubtSet>,
+    in_doubt_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 /// How long [`Coordinator::begin`] waits before answering.
@@ -231,6 +280,12 @@ impl Coordinator {
     /// Whether `name` can be called: registered in-process, or any name with a custom transport.
     pub(crate) fn knows(&self, name: &str) -> bool {
         !self.local_transport || self.local.contains(name)
+    }
+
+    /// Whether the participant `name` is under in-doubt recovery (its prepared transactions
+    /// can be listed after a crash), so the log need not force the participant list.
+    pub(crate) fn lists_in_doubt(&self, name: &str) -> bool {
+        self.local_transport && self.in_doubt.resources.iter().any(|(n, _)| n == name)
     }
 
     async fn recover(&self) -> Result<()> {
@@ -452,6 +507,17 @@ impl Coordinator {
         self.shared.store.log_histograms()
     }
 
+    /// Runs one in-doubt recovery pass now (one also runs at open and periodically).
+    pub async fn resolve_in_doubt(&self) -> RecoveryStats {
+        recovery::pass(&self.shared, &self.in_doubt).await;
+        self.in_doubt.stats.snapshot()
+    }
+
+    /// What in-doubt recovery did since open.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.in_doubt.stats.snapshot()
+    }
+
     /// Shuts down with a 5-second grace period; see [`Coordinator::close_within`].
     pub async fn close(&self) -> Result<()> {
         self.close_within(std::time::Duration::from_secs(5)).await
@@ -462,6 +528,17 @@ impl Coordinator {
     /// the store. Whatever was unfinished resumes from the log on the next start.
     pub async fn close_within(&self, grace: std::time::Duration) -> Result<()> {
         let _ = self.shutdown_tx.send(SHUTDOWN_DRAIN);
+        // In-doubt recovery stops at once: every resolution is idempotent and the next start
+        // runs a pass again.
+        let task = self
+            .in_doubt_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
         let deadline = tokio::time::Instant::now() + grace;
         while self.shared.registry.len() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

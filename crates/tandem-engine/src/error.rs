@@ -21,6 +21,8 @@ pub enum EngineError {
     /// Backpressure: too many transactions are active; try again later.
     #[error("busy: {active} transactions are active (limit {limit})")]
     Busy { active: usize, limit: usize },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
     #[error(transparent)]

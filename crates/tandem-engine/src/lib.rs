@@ -9,10 +9,12 @@
 //!   operator actions.
 //! - [`SagaStep`], [`Resource`]: what in-process participants implement.
 //! - [`Transport`], [`Clock`]: injected, so a simulation can replace both.
+//! - [`recovery`]: in-doubt recovery of prepared transactions left on XA resources;
+//!   `xa` (cargo feature `xa`): PostgreSQL and MySQL/MariaDB resources.
 //!
 //! Failpoints (cargo feature `failpoints`) sit at every durability boundary:
 //! `after-start`, `saga-between-steps`, `saga-mid-compensation`, `2pc-after-votes`,
-//! `2pc-before-decision`, `2pc-after-decision`, `2pc-between-phase2`, `before-end`,
+//! `2pc-before-decision`, `2pc-after-decision`, `2pc-between-phase2`, `xa-after-db-prepare`, `before-end`,
 //! `after-end`, and in the store `store-before-sync`, `store-after-sync`.
 
 pub mod alert;
@@ -24,8 +26,11 @@ mod driver;
 mod error;
 pub mod metrics;
 pub mod participant;
+pub mod recovery;
 mod registry;
 pub mod transport;
+#[cfg(feature = "xa")]
+pub mod xa;
 
 pub use alert::ParkedAlert;
 pub use api::{SagaBuilder, TwoPhaseBuilder};
@@ -36,6 +41,7 @@ pub use driver::Outcome;
 pub use error::{EngineError, Result};
 pub use metrics::{EngineMetrics, MetricsSnapshot};
 pub use participant::{BranchError, CallRequest, Resource, SagaStep, Vote};
+pub use recovery::{InDoubt, InDoubtConfig, InDoubtXact, RecoveryStats};
 pub use tandem_core;
 pub use tandem_store;
 pub use transport::{CallResult, InProcess, Local, Transport};

@@ -167,7 +167,11 @@ async fn t30_stats_count_outcomes_and_parking() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(
-        (st["active"].as_u64(), st["failed"].as_u64(), st["parked"].as_u64()),
+        (
+            st["active"].as_u64(),
+            st["failed"].as_u64(),
+            st["parked"].as_u64()
+        ),
         (Some(0), Some(2), Some(0)),
         "{st}"
     );

@@ -32,6 +32,8 @@ use tandem_engine::{BranchError, CallRequest, Coordinator, EngineStats, Resource
 
 #[path = "bench_http.rs"]
 mod http;
+#[path = "bench_xa.rs"]
+mod xa;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
@@ -39,6 +41,8 @@ pub enum BenchCmd {
     Embedded(EmbeddedArgs),
     /// The server over loopback HTTP: 2-step sagas through DTM's submit, with wait_result.
     Http(http::HttpArgs),
+    /// 2PC across two PostgreSQL databases, against PostgreSQL's own prepare/commit bound.
+    Xa(xa::XaArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -73,6 +77,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Embedded(a) => embedded(a).await,
         BenchCmd::Http(a) => http::run(a).await,
+        BenchCmd::Xa(a) => xa::run(a).await,
     }
 }
 

@@ -214,7 +214,9 @@ mod tests {
             list_prepared(&mut c, &prefix).await.unwrap(),
             vec![x1.clone(), x2.clone()]
         );
-        // Phase 2 from a different connection, as after a coordinator restart.
+        // Phase 2 from a different connection, as after a coordinator restart. Guards the
+        // close after XA PREPARE: a branch still attached to its session answers NOTA here,
+        // which `finish` takes for "done", and the count below would stay 0.
         finish(&mut other, &x1, Op::Commit).await.unwrap();
         finish(&mut other, &x1, Op::Commit).await.unwrap();
         finish(&mut other, &x2, Op::Rollback).await.unwrap();

@@ -197,6 +197,40 @@ mod tests {
         c.batch_execute(&format!("DROP TABLE {t}")).await.unwrap();
     }
 
+    /// The server-XA-mode handler as a participant writes it: the client's call prepares,
+    /// the coordinator's `op=commit` (sent twice, as after a retry) commits once.
+    #[tokio::test]
+    async fn dtm_handler_flow_prepares_then_commits_by_query() {
+        let Some(c) = connect("xa::pg::dtm_handler_flow_prepares_then_commits_by_query").await
+        else {
+            return;
+        };
+        let t = format!("xa_pg_{}", uniq("c"));
+        table(&c, &t).await;
+        let gid = uniq("g");
+        let query = format!("gid={gid}&branch_id=01&trans_type=xa");
+        for q in [
+            query.clone(),
+            format!("{query}&op=commit"),
+            format!("{query}&op=commit"),
+        ] {
+            match crate::xa::Phase2::from_query(&q).unwrap() {
+                crate::xa::Phase2::Finish { xid, op } => finish(&c, &xid, op).await.unwrap(),
+                crate::xa::Phase2::Local { xid, .. } => {
+                    assert_eq!(xid.as_str(), format!("{gid}-01"));
+                    let sql = format!("INSERT INTO {t} VALUES (1, 1)");
+                    local(&c, &xid, |c| async move { c.execute(&sql, &[]).await })
+                        .await
+                        .unwrap();
+                    assert_eq!(count(&c, &t).await, 0);
+                }
+            }
+        }
+        assert_eq!(count(&c, &t).await, 1);
+        assert!(list_prepared(&c, &gid).await.unwrap().is_empty());
+        c.batch_execute(&format!("DROP TABLE {t}")).await.unwrap();
+    }
+
     #[tokio::test]
     async fn failed_work_is_rolled_back_and_not_prepared() {
         let Some(c) = connect("xa::pg::failed_work_is_rolled_back_and_not_prepared").await else {
