@@ -26,9 +26,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def dtm():
-    """The DTM API base URL of a running `tandem serve`."""
+def start_server(extra_env=None):
+    """Starts `tandem serve` on a free port with a temporary data directory; returns
+    (base_url, stop). `extra_env` adds settings (e.g. TANDEM_OTLP_ENDPOINT)."""
     binary = os.environ.get("TANDEM_BIN", os.path.join(REPO, "target", "debug", "tandem"))
     if not os.path.isabs(binary):
         binary = os.path.join(REPO, binary)
@@ -36,17 +36,19 @@ def dtm():
     port = free_port()
     data = tempfile.mkdtemp(prefix="tandem-pytest-")
     log = open(os.path.join(data, "server.log"), "w")
+    env = {**os.environ, "TANDEM_LOG": os.environ.get("TANDEM_LOG", "warn")}
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(data, "db")],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "TANDEM_LOG": os.environ.get("TANDEM_LOG", "warn")},
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 20
     while True:
         try:
-            if requests.get(base + "/api/ping", timeout=1).status_code == 200:
+            if requests.get(base + "/api/ping", timeout=1).status_code in (200, 401):
                 break
         except requests.RequestException:
             pass
@@ -55,13 +57,24 @@ def dtm():
             log.close()
             raise RuntimeError("tandem serve did not start:\n" + open(log.name).read())
         time.sleep(0.05)
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+    return base, stop
+
+
+@pytest.fixture(scope="session")
+def dtm():
+    """The DTM API base URL of a running `tandem serve`."""
+    base, stop = start_server()
     yield base + "/api/dtmsvr"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop()
 
 
 class Branches:
