@@ -11,6 +11,9 @@
 //!   recovery (a crash that loses it leaves prepared xids recovery rolls back) — and the
 //!   engine's own work.
 //!
+//! The two phases alternate for `--rounds` rounds (drift on a shared machine — PostgreSQL's
+//! checkpoints, autovacuum — then hits both alike) and the median throughputs are compared.
+//!
 //! Each client updates its own row in each database (no lock waits between clients), over
 //! the simple-query protocol in both phases. Prepared transactions are named apart
 //! (`tandem-bench-bound-…`, `tandembench:…`) and the bench's table is its own.
@@ -51,9 +54,14 @@ pub struct XaArgs {
     /// Clients (transactions in flight at once, closed loop).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Seconds to measure each phase (after a short warm-up).
+    /// Seconds to measure each phase of each round (after a short warm-up).
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Rounds of (bound, coordinator), alternating so that drift on the shared machine
+    /// (PostgreSQL checkpoints, autovacuum, other load) hits both alike; the medians are
+    /// compared.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Where to make the coordinator's fresh log directory (removed afterwards).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -302,8 +310,38 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
             a.concurrency, a.duration
         );
     }
-    let b = bound(&a).await?;
-    let co = coordinated(&a).await?;
+    anyhow::ensure!((1..=20).contains(&a.rounds), "--rounds must be 1..=20");
+    let mut rounds = Vec::new();
+    for i in 0..a.rounds {
+        let b = bound(&a).await?;
+        let co = coordinated(&a).await?;
+        if !a.json {
+            eprintln!(
+                "round {}: bound {:.0} tx/s, tandem {:.0} tx/s ({:.1}%)",
+                i + 1,
+                b.per_second,
+                co.per_second,
+                100.0 * co.per_second / b.per_second
+            );
+        }
+        rounds.push((b, co));
+    }
+    let median = |f: &dyn Fn(&(Phase, Phase)) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // The round whose own figure is the median, for each phase.
+    let pick = |f: &dyn Fn(&(Phase, Phase)) -> f64| {
+        let m = median(f);
+        rounds.iter().position(|r| f(r) == m).unwrap_or(0)
+    };
+    let (bi, ci) = (pick(&|r| r.0.per_second), pick(&|r| r.1.per_second));
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(b, c)| c.per_second / b.per_second)
+        .collect();
+    let (b, co) = (&rounds[bi].0, &rounds[ci].1);
     // Both databases saw the same committed updates (a cheap end-to-end sanity check).
     let (sa, sb) = (
         check_rows(connect(&a.pg_a)).await?,
@@ -315,17 +353,27 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
         let v = serde_json::json!({
             "bench": "xa", "concurrency": a.concurrency, "duration_s": a.duration,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "bound": b, "coordinator": co, "ratio": ratio,
+            "rounds": a.rounds, "bound": b, "coordinator": co, "ratio": ratio,
+            "round_ratios": ratios,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    for (name, p) in [("bound (no coordinator):", &b), ("tandem 2PC:", &co)] {
+    println!("median of {} rounds:", a.rounds);
+    for (name, p) in [("bound (no coordinator):", b), ("tandem 2PC:", co)] {
         println!(
             "{name:<24} {:>7.0} tx/s  p50 {:.2} ms  p99 {:.2} ms  ({} tx, {} failed)",
             p.per_second, p.p50_ms, p.p99_ms, p.transactions, p.failed
         );
     }
-    println!("ratio: {:.1}% of the bound", 100.0 * ratio);
+    println!(
+        "ratio: {:.1}% of the bound (median throughputs; per round: {})",
+        100.0 * ratio,
+        ratios
+            .iter()
+            .map(|r| format!("{:.1}%", 100.0 * r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
