@@ -276,6 +276,10 @@ pub enum XaError {
     Mysql(#[from] mysql_async::Error),
     #[error("unexpected answer from the database: {0}")]
     Protocol(String),
+    /// MySQL/MariaDB: the branch is still prepared but attached to the session that prepared
+    /// it (closing); phase 2 must be tried again shortly.
+    #[error("XA branch {0} is still attached to the session that prepared it; try again")]
+    StillAttached(String),
 }
 
 /// The local work failed (and was rolled back), or the XA statements around it did.

@@ -10,9 +10,11 @@
 //! lives, MariaDB answers `XA COMMIT` from any other session with `ER_XAER_NOTA`, exactly as
 //! for a finished branch — which would make an idempotent commit report success for work
 //! still prepared. So [`local`] takes the connection by value and closes it after
-//! `XA PREPARE`, detaching the branch (it survives, and any session can finish it). Closing
-//! costs a connection per prepared branch; it is what makes phase 2 from another session
-//! (the coordinator's later call, or recovery after a crash) correct.
+//! `XA PREPARE`, detaching the branch (it survives, and any session can finish it), and waits
+//! until the server has removed the session (a second, short-lived connection watches the
+//! process list): during the teardown the branch is visible to nobody. Closing costs a
+//! connection per prepared branch; it is what makes phase 2 from another session (the
+//! coordinator's later call, or recovery after a crash) correct.
 //!
 //! Server XA mode: register the branch with the coordinator only after [`local`] returned
 //! (prepared and detached), and if registering fails, roll the branch back with [`finish`].
@@ -31,6 +33,10 @@ use super::{LocalError, Op, XaError, Xid, LIST_MAX, MYSQL_XID_LEN_MAX};
 
 /// `ER_XAER_NOTA`: "Unknown XID" — nothing is prepared (or active) under that name.
 pub const ER_XAER_NOTA: u16 = 1397;
+
+/// `ER_XA_RBROLLBACK`: "Transaction branch was rolled back" — the answer to an
+/// `XA ROLLBACK` that did roll back.
+pub const ER_XA_RBROLLBACK: u16 = 1402;
 
 /// The local work, as a boxed future borrowing the connection:
 /// `|c| Box::pin(async move { c.query_drop("UPDATE …").await })`.
@@ -57,16 +63,26 @@ where
     match work(&mut conn).await {
         Ok(v) => {
             let prepared = async {
+                let id: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await?;
                 conn.query_drop(format!("XA END {q}")).await?;
-                conn.query_drop(format!("XA PREPARE {q}")).await
+                conn.query_drop(format!("XA PREPARE {q}")).await?;
+                Ok::<_, mysql_async::Error>(id)
             }
             .await;
-            if let Err(e) = prepared {
-                abandon(&mut conn, &q).await;
-                return Err(XaError::from(e).into());
-            }
-            // Detach the branch. A failed goodbye still ends the session (the socket closes).
+            let id = match prepared {
+                Ok(id) => id,
+                Err(e) => {
+                    abandon(&mut conn, &q).await;
+                    return Err(XaError::from(e).into());
+                }
+            };
+            // Detach the branch: close the session and wait until the server has let it go.
+            // A failed goodbye still ends the session (the socket closes).
+            let opts = conn.opts().clone();
             let _ = conn.disconnect().await;
+            if let Some(id) = id {
+                wait_session_gone(opts, id).await?;
+            }
             Ok(v)
         }
         Err(e) => {
@@ -74,6 +90,35 @@ where
             Err(LocalError::Work(e))
         }
     }
+}
+
+/// Longest wait for a closed session's prepared branch to be detached.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until session `id` is gone from the server's process list. While the session is
+/// being torn down its prepared branch is in neither state a phase 2 can see — `XA COMMIT`
+/// answers "unknown XID" and `XA RECOVER` may not list it either (a commit was lost that way
+/// in the bank example's checks) — so the branch may not be registered with the coordinator
+/// before this returns. The session leaves the list only after its branch was detached.
+async fn wait_session_gone(opts: mysql_async::Opts, id: u64) -> Result<(), XaError> {
+    let mut c = Conn::new(opts).await?;
+    let t0 = std::time::Instant::now();
+    let result = loop {
+        let n: Option<i64> = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}"
+            ))
+            .await?;
+        if n == Some(0) {
+            break Ok(());
+        }
+        if t0.elapsed() >= DETACH_WAIT {
+            break Err(XaError::StillAttached(format!("session {id}")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    };
+    let _ = c.disconnect().await;
+    result
 }
 
 /// Ends and rolls back an unprepared branch after a failure. Errors are ignored: the branch
@@ -105,8 +150,14 @@ where
     }
 }
 
-/// Commits or rolls back the prepared branch `xid`. Idempotent: an unknown xid
-/// ([`ER_XAER_NOTA`], already finished) is success.
+/// Commits or rolls back the prepared branch `xid`. Idempotent: a branch that is no longer
+/// prepared (already finished) is success.
+///
+/// MariaDB answers [`ER_XAER_NOTA`] both for a finished branch and for one still attached to
+/// the session that prepared it (that session may be closing right now), and `XA RECOVER`
+/// lists the second kind. So after `ER_XAER_NOTA` this checks `XA RECOVER`: still listed is
+/// [`XaError::StillAttached`] (call again shortly), absent is success. A rollback answered
+/// `XA_RBROLLBACK` (1402) did roll the branch back.
 pub async fn finish(conn: &mut Conn, xid: &Xid, op: Op) -> Result<(), XaError> {
     xid.check_len(MYSQL_XID_LEN_MAX, "MySQL")?;
     let verb = match op {
@@ -115,7 +166,16 @@ pub async fn finish(conn: &mut Conn, xid: &Xid, op: Op) -> Result<(), XaError> {
     };
     match conn.query_drop(format!("{verb} {}", xid.quoted())).await {
         Ok(()) => Ok(()),
-        Err(e) if is_nota(&e) => Ok(()),
+        Err(mysql_async::Error::Server(s)) if op == Op::Rollback && s.code == ER_XA_RBROLLBACK => {
+            Ok(())
+        }
+        Err(e) if is_nota(&e) => {
+            if list_prepared(conn, xid.as_str()).await?.contains(xid) {
+                Err(XaError::StillAttached(xid.as_str().to_string()))
+            } else {
+                Ok(())
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -223,6 +283,54 @@ mod tests {
         finish(&mut other, &x2, Op::Rollback).await.unwrap();
         assert_eq!(count(&mut other, &t).await, 1);
         assert!(list_prepared(&mut c, &prefix).await.unwrap().is_empty());
+        c.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+    }
+
+    /// A branch still attached to the session that prepared it (that session not closed
+    /// yet) answers NOTA to phase 2 from elsewhere, like a finished one: `finish` must say
+    /// "try again", not "done", or the commit is lost. Once the session is gone, it works.
+    #[tokio::test]
+    async fn phase_two_waits_for_a_branch_still_attached_to_its_session() {
+        let Some(mut c) = connect("xa::mysql::phase_two_waits_for_a_branch_still_attached").await
+        else {
+            return;
+        };
+        let t = format!("xa_my_{}", uniq("c"));
+        c.query_drop(format!(
+            "CREATE TABLE {t} (id int primary key, v int) ENGINE=InnoDB"
+        ))
+        .await
+        .unwrap();
+        let x = Xid::new(uniq("att")).unwrap();
+        let q = x.quoted();
+        let mut owner = connect("xa::mysql::owner").await.unwrap();
+        for stmt in [
+            format!("XA START {q}"),
+            format!("INSERT INTO {t} VALUES (1, 1)"),
+            format!("XA END {q}"),
+            format!("XA PREPARE {q}"),
+        ] {
+            owner.query_drop(stmt).await.unwrap();
+        }
+        let r = finish(&mut c, &x, Op::Commit).await;
+        assert!(matches!(r, Err(XaError::StillAttached(_))), "{r:?}");
+        owner.disconnect().await.unwrap();
+        let mut done = false;
+        for _ in 0..100 {
+            match finish(&mut c, &x, Op::Commit).await {
+                Ok(()) => {
+                    done = true;
+                    break;
+                }
+                Err(XaError::StillAttached(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(done, "the branch never became committable");
+        assert_eq!(count(&mut c, &t).await, 1, "committed, not lost");
+        assert!(list_prepared(&mut c, x.as_str()).await.unwrap().is_empty());
         c.query_drop(format!("DROP TABLE {t}")).await.unwrap();
     }
 
