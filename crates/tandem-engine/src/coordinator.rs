@@ -11,7 +11,6 @@
 //! (and, if asked, for the outcome).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tandem_core::{validate_gid, Event, Timestamp, Transaction};
@@ -33,19 +32,8 @@ use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
 use crate::registry::{Claim, Registry};
 use crate::transport::{InProcess, Local, Transport};
 
-/// Counters the engine keeps (monotonic since open).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) started: AtomicU64,
-    pub(crate) succeeded: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) parked: AtomicU64,
-    pub(crate) calls: AtomicU64,
-    pub(crate) call_retries: AtomicU64,
-    pub(crate) recovered: AtomicU64,
-}
-
-/// A snapshot of the engine's counters.
+/// A snapshot of the engine's counters (monotonic since open; totals over
+/// [`EngineMetrics`], which keeps them by type, op and outcome).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
     pub started: u64,
@@ -67,7 +55,6 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) call_permits: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<u8>,
-    pub(crate) stats: Counters,
     pub(crate) metrics: Arc<EngineMetrics>,
     pub(crate) alerts: broadcast::Sender<ParkedAlert>,
     pub(crate) on_end: Option<EndHook>,
@@ -208,7 +195,6 @@ impl CoordinatorBuilder {
             call_permits: Arc::new(Semaphore::new(self.config.calls_in_flight_max)),
             config: self.config,
             shutdown,
-            stats: Counters::default(),
             metrics: Arc::new(EngineMetrics::default()),
             alerts: broadcast::channel(ALERTS_QUEUE_MAX).0,
             on_end: self.on_end,
@@ -295,7 +281,6 @@ impl Coordinator {
             let gid: Arc<str> = Arc::from(tx.gid.as_str());
             let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
             if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
-                self.shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
                 self.shared.metrics.recovery(0, 1);
                 let tx_span = span_of(&tx);
                 let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
@@ -346,7 +331,6 @@ impl Coordinator {
         let now = self.shared.clock.now();
         tx.created_at = now;
         tx.updated_at = now;
-        self.shared.stats.started.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.started(tx.kind);
         let (started_tx, started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
@@ -478,15 +462,15 @@ impl Coordinator {
     }
 
     pub fn stats(&self) -> EngineStats {
-        let c = &self.shared.stats;
+        let t = self.shared.metrics.totals();
         EngineStats {
-            started: c.started.load(Ordering::Relaxed),
-            succeeded: c.succeeded.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            parked: c.parked.load(Ordering::Relaxed),
-            calls: c.calls.load(Ordering::Relaxed),
-            call_retries: c.call_retries.load(Ordering::Relaxed),
-            recovered: c.recovered.load(Ordering::Relaxed),
+            started: t.started,
+            succeeded: t.succeeded,
+            failed: t.failed,
+            parked: t.parked,
+            calls: t.calls,
+            call_retries: t.call_retries,
+            recovered: t.recovered,
             active: self.shared.registry.len(),
             store: self.shared.store.stats(),
         }

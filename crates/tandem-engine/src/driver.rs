@@ -292,15 +292,6 @@ impl Driver {
     ) -> Result<(), EngineError> {
         let op = self.tx.branches[branch].op;
         self.shared.metrics.call(op, &res.outcome, latency_us);
-        let stats = &self.shared.stats;
-        stats
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if matches!(res.outcome, CallOutcome::Error(_) | CallOutcome::Ongoing) {
-            stats
-                .call_retries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         if let CallOutcome::Error(e) = &res.outcome {
             tracing::debug!(gid = %self.gid, branch, op = op.as_str(), error = %e, "branch call failed; will retry");
         }
@@ -348,10 +339,6 @@ impl Driver {
                 Command::Call { branch } => self.call(branch),
                 Command::Wake { at } => self.wake = Some(at),
                 Command::Park { reason } => {
-                    self.shared
-                        .stats
-                        .parked
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.shared.metrics.parked(self.tx.kind);
                     tracing::warn!(gid = %self.gid, %reason, "transaction parked; an operator must retry or stop it");
                     let _ = self.shared.alerts.send(crate::alert::ParkedAlert {
@@ -367,12 +354,6 @@ impl Driver {
                     }
                 }
                 Command::Done { status } => {
-                    let counter = if status == TxStatus::Succeeded {
-                        &self.shared.stats.succeeded
-                    } else {
-                        &self.shared.stats.failed
-                    };
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.shared.metrics.finished(self.tx.kind, status);
                     if let Some(hook) = &self.shared.on_end {
                         hook(&self.tx);

@@ -66,6 +66,7 @@ pub struct EngineMetrics {
     parked_total: [AtomicU64; 4],
     parked_now: AtomicI64,
     retries: AtomicU64,
+    calls_total: AtomicU64,
     recovery: [AtomicU64; 3],
     /// `[op * 4 + outcome]`.
     calls: Vec<Histogram>,
@@ -80,6 +81,7 @@ impl Default for EngineMetrics {
             parked_total: Default::default(),
             parked_now: AtomicI64::new(0),
             retries: AtomicU64::new(0),
+            calls_total: AtomicU64::new(0),
             recovery: Default::default(),
             calls: (0..OPS.len() * CALL_OUTCOMES.len())
                 .map(|_| Histogram::new(LATENCY_BOUNDS_NS))
@@ -111,6 +113,7 @@ impl EngineMetrics {
     }
     pub(crate) fn call(&self, op: Op, outcome: &CallOutcome, latency_us: u64) {
         let o = outcome_index(outcome);
+        self.calls_total.fetch_add(1, Relaxed);
         if o >= 2 {
             self.retries.fetch_add(1, Relaxed);
         }
@@ -126,6 +129,20 @@ impl EngineMetrics {
     pub fn alert(&self, result: usize) {
         if let Some(c) = self.alerts.get(result) {
             c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Totals over every label (a few loads; no histogram is read).
+    pub fn totals(&self) -> Totals {
+        let sum = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).sum::<u64>();
+        Totals {
+            started: sum(&self.started),
+            succeeded: self.finished.iter().map(|f| f[0].load(Relaxed)).sum(),
+            failed: self.finished.iter().map(|f| f[1].load(Relaxed)).sum(),
+            parked: sum(&self.parked_total),
+            calls: self.calls_total.load(Relaxed),
+            call_retries: self.retries.load(Relaxed),
+            recovered: self.recovery[0].load(Relaxed),
         }
     }
 
@@ -147,6 +164,19 @@ impl EngineMetrics {
             alerts: load(&self.alerts),
         }
     }
+}
+
+/// [`EngineMetrics::totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub parked: u64,
+    pub calls: u64,
+    pub call_retries: u64,
+    /// Unfinished transactions resumed from the log on open.
+    pub recovered: u64,
 }
 
 /// A copy of [`EngineMetrics`] at one moment; vectors are indexed like [`KINDS`], [`OPS`],

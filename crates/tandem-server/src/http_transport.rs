@@ -179,12 +179,7 @@ pub fn call_url(req: &CallRequest) -> String {
 
 /// A call's span id when spans are not exported: stable per gid, branch and op.
 fn call_span_id(gid: &str, branch_id: &str, op: Op) -> u64 {
-    let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ 3;
-    for b in format!("{gid}/{branch_id}/{}", op.as_str()).bytes() {
-        x ^= u64::from(b);
-        x = x.wrapping_mul(0x0100_0000_01b3);
-    }
-    x | 1
+    crate::trace::fnv(3, &format!("{gid}/{branch_id}/{}", op.as_str())) | 1
 }
 
 /// The `traceparent` a call without a submitter's trace context carries (trace id from the

@@ -89,7 +89,8 @@ pub fn submitted(headers: &[(String, String)]) -> Option<TraceParent> {
         .and_then(|(_, v)| TraceParent::parse(v))
 }
 
-fn fnv(seed: u64, s: &str) -> u64 {
+/// FNV-1a over `s`, seeded: stable ids derived from names.
+pub(crate) fn fnv(seed: u64, s: &str) -> u64 {
     let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     for b in s.bytes() {
         x ^= u64::from(b);
