@@ -106,12 +106,27 @@ pub(crate) enum Req {
     },
     /// Make everything queued so far durable, then answer.
     Barrier(oneshot::Sender<Result<()>>),
+    /// Unsynced writes wait in [`Lazy`] while the writer sleeps with nothing to sync: look.
+    Nudge,
     /// Flush, stop taking requests, stop the applier after a durable commit, then answer.
     Stop(oneshot::Sender<Result<()>>),
 }
 
 /// Records durable in the log but maybe not yet in redb, newest version per gid.
 pub(crate) type Overlay = HashMap<String, Arc<Record>>;
+
+/// Unsynced writes (`sync = false`) on their way to the writer. They do not wake it: it
+/// takes them with the next sync, or by its lazy-flush deadline. Only when the writer sleeps
+/// with nothing to sync at all does the first of them wake it ([`Req::Nudge`]). An unsynced
+/// write is thus one vector push under a lock, not a thread wake-up and a `write(2)`.
+#[derive(Debug, Default)]
+pub(crate) struct Lazy {
+    pub recs: Vec<Record>,
+    /// The writer is asleep with no deadline; whoever adds to `recs` must nudge it.
+    pub writer_idle: bool,
+    /// The writer has stopped; nothing added here would be written.
+    pub closed: bool,
+}
 
 #[derive(Debug)]
 pub(crate) struct Counters {
@@ -142,6 +157,7 @@ impl Default for Counters {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     overlay: Mutex<Overlay>,
+    lazy: Mutex<Lazy>,
     failed: Mutex<Option<String>>,
     failed_flag: AtomicBool,
     pub counters: Counters,
@@ -151,6 +167,11 @@ impl Shared {
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
         // Every overlay update is a single insert or remove, so a poisoned map is consistent.
         self.overlay.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn lazy(&self) -> MutexGuard<'_, Lazy> {
+        // Every update is a push, a drain or a flag store: a poisoned value is consistent.
+        self.lazy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Enters fail-stop; the first reason is kept.
@@ -177,6 +198,8 @@ pub(crate) fn redb_err(e: impl std::fmt::Display) -> StoreError {
 /// The embedded durable store. See the module doc for its design.
 pub struct RedbStore {
     tx: Option<mpsc::Sender<Req>>,
+    /// Most unsynced writes waiting in [`Lazy`]; past it they queue like sync writes.
+    lazy_records_max: usize,
     shared: Arc<Shared>,
     db: Arc<Database>,
     closed: AtomicBool,
@@ -207,6 +230,7 @@ impl RedbStore {
         let file = wal::create_segment(&wal_dir, next_lsn, cfg.fsync, cfg.segment_bytes_max)?;
 
         let shared = Arc::new(Shared::default());
+        let lazy_records_max = cfg.queue_records_max;
         let (tx, rx) = mpsc::channel(cfg.queue_records_max);
         // A few batches in flight to the applier; a slow applier then slows the writer.
         let (apply_tx, apply_rx) = std::sync::mpsc::sync_channel(APPLY_QUEUE_BATCHES);
@@ -243,6 +267,7 @@ impl RedbStore {
         };
         Ok(RedbStore {
             tx: Some(tx),
+            lazy_records_max,
             shared,
             db,
             closed: AtomicBool::new(false),
@@ -288,6 +313,23 @@ impl Store for RedbStore {
         wal::check_record(&rec)?;
         let tx = self.sender()?;
         if !sync {
+            let rec = {
+                let mut lazy = self.shared.lazy();
+                if lazy.closed {
+                    return Err(self.gone());
+                }
+                if lazy.recs.len() < self.lazy_records_max {
+                    lazy.recs.push(rec);
+                    if std::mem::take(&mut lazy.writer_idle) {
+                        drop(lazy);
+                        // A full queue means the writer is awake and will look anyway.
+                        let _ = tx.try_send(Req::Nudge);
+                    }
+                    return Ok(());
+                }
+                rec
+            };
+            // Many unsynced writes at once: queue behind the rest (backpressure).
             return tx
                 .send(Req::Write { rec, ack: None })
                 .await
