@@ -11,8 +11,10 @@
 //!   recovery (a crash that loses it leaves prepared xids recovery rolls back) — and the
 //!   engine's own work.
 //!
-//! The two phases alternate for `--rounds` rounds (drift on a shared machine — PostgreSQL's
-//! checkpoints, autovacuum — then hits both alike) and the median throughputs are compared.
+//! The two phases alternate for `--rounds` rounds, each round in the other order (drift on
+//! a shared machine — PostgreSQL's checkpoints, autovacuum — then hits both alike), and the
+//! median throughputs are compared. Each phase also reports the machine's busy CPU time
+//! per transaction: on a machine the databases saturate, that is what decides the ratio.
 //!
 //! Each client updates its own row in each database (no lock waits between clients), over
 //! the simple-query protocol in both phases. Prepared transactions are named apart
@@ -60,7 +62,7 @@ pub struct XaArgs {
     /// Rounds of (bound, coordinator), alternating so that drift on the shared machine
     /// (PostgreSQL checkpoints, autovacuum, other load) hits both alike; the medians are
     /// compared.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Where to make the coordinator's fresh log directory (removed afterwards).
     #[arg(long, default_value = ".")]
@@ -78,7 +80,43 @@ struct Phase {
     p50_ms: f64,
     p99_ms: f64,
     failed: u64,
+    /// Busy CPU time of the whole machine per transaction, ms (all processes: PostgreSQL,
+    /// this one, the kernel). On a machine the databases saturate, this decides the ratio.
+    cpu_ms_per_tx: f64,
+    /// CPU time of this process (bench clients, and the coordinator in that phase) per
+    /// transaction, ms.
+    own_cpu_ms_per_tx: f64,
 }
+
+/// Busy and own CPU time so far, in clock ticks (Linux `/proc`; zeros elsewhere).
+fn cpu_ticks() -> (u64, u64) {
+    let busy = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.to_owned();
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait.
+            Some(v.iter().sum::<u64>() - v.get(3)? - v.get(4)?)
+        })
+        .unwrap_or(0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    (busy, own)
+}
+
+/// Clock ticks per second for `/proc` times (USER_HZ, 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
 
 /// Closed-loop clients, a warm-up, then a measured window.
 #[derive(Default)]
@@ -109,8 +147,10 @@ impl Meter {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         self.recording.store(true, Ordering::Relaxed);
         let t0 = Instant::now();
+        let cpu0 = cpu_ticks();
         tokio::time::sleep(Duration::from_secs(a.duration.max(1))).await;
         self.recording.store(false, Ordering::Relaxed);
+        let cpu1 = cpu_ticks();
         let seconds = t0.elapsed().as_secs_f64();
         self.stop.store(true, Ordering::Relaxed);
         let mut h = Histogram::<u64>::new(3)?;
@@ -119,7 +159,10 @@ impl Meter {
         }
         let n = h.len();
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+        let per_tx = |ticks: u64| 1e3 * ticks as f64 / TICKS_PER_S / (n.max(1) as f64);
         Ok(Phase {
+            cpu_ms_per_tx: per_tx(cpu1.0.saturating_sub(cpu0.0)),
+            own_cpu_ms_per_tx: per_tx(cpu1.1.saturating_sub(cpu0.1)),
             transactions: n,
             seconds,
             per_second: n as f64 / seconds,
@@ -313,15 +356,27 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=20).contains(&a.rounds), "--rounds must be 1..=20");
     let mut rounds = Vec::new();
     for i in 0..a.rounds {
-        let b = bound(&a).await?;
-        let co = coordinated(&a).await?;
+        // Which phase goes first alternates too, so that neither always runs on a
+        // database the other just warmed (or just loaded with checkpoint work).
+        let (b, co) = if i % 2 == 0 {
+            let b = bound(&a).await?;
+            (b, coordinated(&a).await?)
+        } else {
+            let co = coordinated(&a).await?;
+            (bound(&a).await?, co)
+        };
         if !a.json {
             eprintln!(
-                "round {}: bound {:.0} tx/s, tandem {:.0} tx/s ({:.1}%)",
+                "round {}: bound {:.0} tx/s, tandem {:.0} tx/s ({:.1}%); CPU ms/tx: bound {:.3} \
+                 (own {:.3}), tandem {:.3} (own {:.3})",
                 i + 1,
                 b.per_second,
                 co.per_second,
-                100.0 * co.per_second / b.per_second
+                100.0 * co.per_second / b.per_second,
+                b.cpu_ms_per_tx,
+                b.own_cpu_ms_per_tx,
+                co.cpu_ms_per_tx,
+                co.own_cpu_ms_per_tx,
             );
         }
         rounds.push((b, co));
@@ -362,8 +417,15 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
     println!("median of {} rounds:", a.rounds);
     for (name, p) in [("bound (no coordinator):", b), ("tandem 2PC:", co)] {
         println!(
-            "{name:<24} {:>7.0} tx/s  p50 {:.2} ms  p99 {:.2} ms  ({} tx, {} failed)",
-            p.per_second, p.p50_ms, p.p99_ms, p.transactions, p.failed
+            "{name:<24} {:>7.0} tx/s  p50 {:.2} ms  p99 {:.2} ms  ({} tx, {} failed)  \
+             CPU {:.3} ms/tx (this process {:.3})",
+            p.per_second,
+            p.p50_ms,
+            p.p99_ms,
+            p.transactions,
+            p.failed,
+            p.cpu_ms_per_tx,
+            p.own_cpu_ms_per_tx
         );
     }
     println!(
