@@ -14,7 +14,7 @@
 //! acknowledgement path is only the log. One writer thread owns the log file and batches
 //! everything queued (up to `batch_records_max`) into one write and at most one fsync, so
 //! durability costs one fsync per batch, not per record. Unsynced writes (`sync = false`)
-//! do not use the queue: they wait in a side vector ([`Lazy`]) that the writer empties
+//! do not use the queue: they wait in a side vector (`Lazy`) that the writer empties
 //! into its next batch, so they cost neither a thread wake-up nor a system call.
 //!
 //! Invariants:
