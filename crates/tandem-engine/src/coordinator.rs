@@ -332,10 +332,11 @@ impl Coordinator {
         tx.created_at = now;
         tx.updated_at = now;
         self.shared.metrics.started(tx.kind);
-        let (started_tx, started) = oneshot::channel();
+        let (started_tx, mut started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         let waiter = (wait == Wait::Outcome).then_some(done_tx);
-        let snapshot = tx.clone();
+        // What a `Wait::Accepted` caller hears (computed only for one).
+        let accepted = (wait == Wait::Accepted).then(|| Outcome::of(&tx));
         let tx_span = span_of(&tx);
         let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
         tokio::spawn(
@@ -343,10 +344,21 @@ impl Coordinator {
                 .run(Event::Start, Some(started_tx), waiter)
                 .instrument(tx_span),
         );
-        started.await.map_err(|_| EngineError::ShuttingDown)??;
         match wait {
-            Wait::Accepted => Ok(Outcome::of(&snapshot)),
-            Wait::Outcome => done.await.map_err(|_| EngineError::ShuttingDown),
+            Wait::Accepted => {
+                started.await.map_err(|_| EngineError::ShuttingDown)??;
+                accepted.ok_or(EngineError::ShuttingDown)
+            }
+            // Only `done` is awaited: the driver's answer on `started` then wakes nobody
+            // (one task wake-up less per transaction). If `done` closes without an outcome,
+            // `started` says why: the first step failed, or the engine stopped.
+            Wait::Outcome => match done.await {
+                Ok(outcome) => Ok(outcome),
+                Err(_) => match started.try_recv() {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(EngineError::ShuttingDown),
+                },
+            },
         }
     }
 
