@@ -77,6 +77,8 @@ pub(crate) struct Writer {
     unsynced: Vec<Arc<Record>>,
     unsynced_since: Option<Instant>,
     unsynced_bytes: u64,
+    /// Records encoded into `buf` since it was last written (one batch, for the counters).
+    buffered_records: u64,
     /// The other half of the swap with [`super::Lazy::recs`] (keeps both allocations).
     lazy_spare: Vec<Record>,
     /// Whether spinning has been catching requests lately (see [`Writer::spin`]).
@@ -126,6 +128,7 @@ impl Writer {
             unsynced: Vec::new(),
             unsynced_since: None,
             unsynced_bytes: 0,
+            buffered_records: 0,
             lazy_spare: Vec::new(),
             spin_score: SPIN_SCORE_MAX,
             waits: 0,
@@ -261,11 +264,9 @@ impl Writer {
         }
         let mut recs = std::mem::take(&mut self.lazy_spare);
         if !self.failed {
-            let before = self.unsynced.len();
             for rec in recs.drain(..) {
                 self.push_record(rec);
             }
-            self.count(before);
         }
         recs.clear();
         self.lazy_spare = recs;
@@ -280,21 +281,13 @@ impl Writer {
         wal::encode_frame(self.next_lsn, &rec, &mut self.buf);
         self.next_lsn += 1;
         self.unsynced.push(Arc::new(rec));
+        self.buffered_records += 1;
         self.unsynced_since.get_or_insert_with(Instant::now);
-    }
-
-    fn count(&self, records_before: usize) {
-        let n = (self.unsynced.len() - records_before) as u64;
-        self.shared.counters.records.fetch_add(n, Relaxed);
-        if n > 0 {
-            self.shared.counters.batch_records.observe(n);
-        }
     }
 
     /// Encodes the batch into `buf`; returns the callers to answer after the fsync.
     fn encode(&mut self, batch: &mut Vec<Req>, stop: &mut Option<Ack>) -> Vec<Ack> {
         let mut acks = Vec::new();
-        let records_before = self.unsynced.len();
         for req in batch.drain(..) {
             match req {
                 Req::Write { rec, ack } => {
@@ -312,7 +305,6 @@ impl Writer {
                 Req::Nudge => {}
             }
         }
-        self.count(records_before);
         acks
     }
 
@@ -382,9 +374,12 @@ impl Writer {
         let write = self.file.write_all(&self.buf);
         let n = self.buf.len() as u64;
         self.buf.clear();
+        let records = std::mem::take(&mut self.buffered_records);
         write?;
         let c = &self.shared.counters;
         c.batches.fetch_add(1, Relaxed);
+        c.records.fetch_add(records, Relaxed);
+        c.batch_records.observe(records);
         c.bytes.fetch_add(n, Relaxed);
         self.segment_bytes += n;
         self.unsynced_bytes += n;
