@@ -22,6 +22,7 @@ mod api;
 pub mod clock;
 pub mod config;
 mod coordinator;
+mod detach;
 mod driver;
 mod error;
 pub mod metrics;

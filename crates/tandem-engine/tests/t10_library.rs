@@ -549,3 +549,34 @@ async fn t32_close_lets_in_flight_calls_finish() {
     );
     c.close().await.unwrap();
 }
+
+/// `run()` drives the transaction in the caller's task; a caller that stops waiting half
+/// way (a timeout, a client that hung up) must not stop the transaction, nor run it twice.
+#[tokio::test]
+async fn t33_caller_that_stops_waiting_leaves_the_transaction_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Arc::new(Slow(std::sync::atomic::AtomicU32::new(0)));
+    let c = Coordinator::builder()
+        .step("slow", slow.clone())
+        .open(dir.path())
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(
+        Duration::from_millis(50),
+        c.saga("gone-1").step("slow", "1").step("slow", "2").run(),
+    )
+    .await;
+    assert!(waited.is_err(), "the caller gave up during the first step");
+    assert_eq!(slow.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let out = tokio::time::timeout(Duration::from_secs(5), c.wait("gone-1"))
+        .await
+        .expect("the transaction went on without its caller")
+        .unwrap();
+    assert_eq!(out.status, TxStatus::Succeeded);
+    assert_eq!(
+        slow.0.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "each step ran once"
+    );
+    c.close().await.unwrap();
+}
