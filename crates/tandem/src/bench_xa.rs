@@ -12,15 +12,16 @@
 //!   engine's own work.
 //!
 //! The two phases alternate for `--rounds` rounds, each round in the other order (drift on
-//! a shared machine — PostgreSQL's checkpoints, autovacuum — then hits both alike), and the
-//! median throughputs are compared. Each phase also reports the machine's busy CPU time
+//! a shared machine then hits both alike), each phase on a new table after a `CHECKPOINT`
+//! (so neither inherits the other's dead rows or checkpoint writes), and the median
+//! throughputs are compared. The coordinator phase also reports its log's forced writes per
+//! transaction and their mean duration. Each phase also reports the machine's busy CPU time
 //! per transaction: on a machine the databases saturate, that is what decides the ratio.
 //!
 //! Each client updates its own row in each database (no lock waits between clients), over
 //! the simple-query protocol in both phases. Prepared transactions are named apart
 //! (`tandem-bench-bound-…`, `tandembench:…`) and the bench's table is its own.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,6 +87,16 @@ struct Phase {
     /// CPU time of this process (bench clients, and the coordinator in that phase) per
     /// transaction, ms.
     own_cpu_ms_per_tx: f64,
+    /// The coordinator's log over the whole phase (warm-up included); none for the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<LogFigures>,
+}
+
+/// How often the log forced a write per transaction, and how long a forced write took.
+#[derive(Debug, serde::Serialize)]
+struct LogFigures {
+    syncs_per_tx: f64,
+    sync_ms_mean: f64,
 }
 
 /// Busy and own CPU time so far, in clock ticks (Linux `/proc`; zeros elsewhere).
@@ -169,6 +180,7 @@ impl Meter {
             p50_ms: ms(0.5),
             p99_ms: ms(0.99),
             failed: self.failed.load(Ordering::Relaxed),
+            log: None,
         })
     }
 }
@@ -322,13 +334,19 @@ async fn coordinated(a: &XaArgs) -> anyhow::Result<Phase> {
             anyhow::Ok(h)
         }));
     }
-    let phase = meter.measure(a, workers).await;
+    let mut phase = meter.measure(a, workers).await?;
     c.close().await?;
-    phase
+    let st = c.stats();
+    phase.log = Some(LogFigures {
+        syncs_per_tx: st.store.syncs as f64 / st.started.max(1) as f64,
+        sync_ms_mean: st.store.sync_nanos as f64 / 1e6 / st.store.syncs.max(1) as f64,
+    });
+    Ok(phase)
 }
 
-async fn check_rows<F: Future<Output = anyhow::Result<Client>>>(c: F) -> anyhow::Result<i64> {
-    let c = c.await?;
+/// The sum of the bench's column in one database (every committed update adds 1).
+async fn updates(url: &str) -> anyhow::Result<i64> {
+    let c = connect(url).await?;
     let n: i64 = c
         .query_one(
             &format!("SELECT coalesce(sum(v), 0)::bigint FROM {TABLE}"),
@@ -336,8 +354,44 @@ async fn check_rows<F: Future<Output = anyhow::Result<Client>>>(c: F) -> anyhow:
         )
         .await?
         .get(0);
-    c.batch_execute(&format!("DROP TABLE {TABLE}")).await?;
     Ok(n)
+}
+
+/// Both databases saw the same committed updates (a cheap end-to-end check of a phase).
+async fn same_updates(a: &XaArgs, phase: &str) -> anyhow::Result<()> {
+    let (sa, sb) = (updates(&a.pg_a).await?, updates(&a.pg_b).await?);
+    anyhow::ensure!(
+        sa == sb,
+        "after the {phase} phase the databases disagree: {sa} vs {sb} updates"
+    );
+    Ok(())
+}
+
+/// Every phase starts from the same database state: a new table (no dead row versions
+/// left by the phase before, so no autovacuum or pruning of them during this one) and a
+/// checkpoint (so no phase inherits the other's pending checkpoint writes). With one table
+/// for the whole run, the phase that ran second in a round tended to be the slower one,
+/// whichever it was; the alternating order still guards against what remains of that.
+async fn fresh(a: &XaArgs) -> anyhow::Result<()> {
+    for url in [&a.pg_a, &a.pg_b] {
+        setup(url, a.concurrency).await?;
+    }
+    for url in [&a.pg_a, &a.pg_b] {
+        let c = connect(url).await?;
+        if let Err(e) = c.batch_execute("CHECKPOINT").await {
+            // Needs superuser (or pg_checkpoint); the figures are only noisier without it.
+            tracing::warn!(error = %e, "bench xa: CHECKPOINT refused; phases may inherit each other's writes");
+        }
+    }
+    Ok(())
+}
+
+async fn drop_table(url: &str) -> anyhow::Result<()> {
+    connect(url)
+        .await?
+        .batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
+        .await?;
+    Ok(())
 }
 
 pub async fn run(a: XaArgs) -> anyhow::Result<()> {
@@ -345,8 +399,6 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
         (1..=1000).contains(&a.concurrency),
         "--concurrency must be 1..=1000"
     );
-    setup(&a.pg_a, a.concurrency).await?;
-    setup(&a.pg_b, a.concurrency).await?;
     if !a.json {
         eprintln!(
             "tandem bench xa: 2 PostgreSQL databases, one-row update in each, concurrency {}, {} s per phase",
@@ -358,17 +410,24 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
     for i in 0..a.rounds {
         // Which phase goes first alternates too, so that neither always runs on a
         // database the other just warmed (or just loaded with checkpoint work).
-        let (b, co) = if i % 2 == 0 {
-            let b = bound(&a).await?;
-            (b, coordinated(&a).await?)
-        } else {
-            let co = coordinated(&a).await?;
-            (bound(&a).await?, co)
+        let (mut b, mut co) = (None, None);
+        for coordinator in [i % 2 == 1, i % 2 == 0] {
+            fresh(&a).await?;
+            if coordinator {
+                co = Some(coordinated(&a).await?);
+                same_updates(&a, "coordinator").await?;
+            } else {
+                b = Some(bound(&a).await?);
+                same_updates(&a, "bound").await?;
+            }
+        }
+        let (Some(b), Some(co)) = (b, co) else {
+            unreachable!("each round runs both phases")
         };
         if !a.json {
             eprintln!(
                 "round {}: bound {:.0} tx/s, tandem {:.0} tx/s ({:.1}%); CPU ms/tx: bound {:.3} \
-                 (own {:.3}), tandem {:.3} (own {:.3})",
+                 (own {:.3}), tandem {:.3} (own {:.3}); log: {:.2} fsync/tx, {:.3} ms each",
                 i + 1,
                 b.per_second,
                 co.per_second,
@@ -377,6 +436,8 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
                 b.own_cpu_ms_per_tx,
                 co.cpu_ms_per_tx,
                 co.own_cpu_ms_per_tx,
+                co.log.as_ref().map_or(0.0, |l| l.syncs_per_tx),
+                co.log.as_ref().map_or(0.0, |l| l.sync_ms_mean),
             );
         }
         rounds.push((b, co));
@@ -397,12 +458,8 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
         .map(|(b, c)| c.per_second / b.per_second)
         .collect();
     let (b, co) = (&rounds[bi].0, &rounds[ci].1);
-    // Both databases saw the same committed updates (a cheap end-to-end sanity check).
-    let (sa, sb) = (
-        check_rows(connect(&a.pg_a)).await?,
-        check_rows(connect(&a.pg_b)).await?,
-    );
-    anyhow::ensure!(sa == sb, "the databases disagree: {sa} vs {sb} updates");
+    drop_table(&a.pg_a).await?;
+    drop_table(&a.pg_b).await?;
     let ratio = co.per_second / b.per_second;
     if a.json {
         let v = serde_json::json!({

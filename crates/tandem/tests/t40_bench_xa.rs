@@ -1,0 +1,70 @@
+//! `tandem bench xa` against the real PostgreSQL databases (`TANDEM_TEST_PG`,
+//! `TANDEM_TEST_PG2`): one short round runs both phases, every transaction commits in both
+//! databases (the bench checks the two agree after each phase), and the JSON report carries
+//! the figures the docs quote. A smoke test of the tool, not a measurement.
+
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use tandem_participant::testenv;
+
+#[test]
+fn one_short_round_runs_both_phases_and_reports_json() {
+    let name = "t40_bench_xa::one_short_round_runs_both_phases_and_reports_json";
+    let (Some(a), Some(b)) = (
+        testenv::url("TANDEM_TEST_PG", name),
+        testenv::url("TANDEM_TEST_PG2", name),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("tandem")
+        .unwrap()
+        .args(["bench", "xa", "--concurrency", "4", "--duration", "1"])
+        .args([
+            "--rounds", "1", "--json", "--pg-a", &a, "--pg-b", &b, "--dir",
+        ])
+        .arg(dir.path())
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    for phase in ["bound", "coordinator"] {
+        let p = &v[phase];
+        assert!(p["transactions"].as_u64().unwrap() > 0, "{phase}: {p}");
+        assert_eq!(p["failed"].as_u64(), Some(0), "{phase}: {p}");
+    }
+    // The coordinator forced its log at most once per transaction (the commit decision);
+    // group commit shares a sync between transactions.
+    let syncs = v["coordinator"]["log"]["syncs_per_tx"].as_f64().unwrap();
+    assert!(
+        syncs > 0.0 && syncs <= 1.05,
+        "syncs per transaction: {syncs}"
+    );
+    assert!(v["bound"].get("log").is_none());
+    let ratio = v["ratio"].as_f64().unwrap();
+    assert!(ratio > 0.0, "ratio {ratio}");
+    // Nothing of the bench is left prepared on either database.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for url in [&a, &b] {
+            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'tandem-bench-bound-%' \
+                     OR gid LIKE 'tandembench:%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0, "prepared transactions left on {url}");
+        }
+    });
+}
