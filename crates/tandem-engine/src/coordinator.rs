@@ -8,7 +8,8 @@
 //! Starting a transaction claims its gid in the registry (one driver per gid), checks the
 //! log for an earlier transaction with that gid (same content: the old one is answered;
 //! different: refused), then spawns its driver and waits for the first record to be durable
-//! (and, if asked, for the outcome).
+//! — or, for a caller that waits for the outcome, runs the driver in its own task and hands
+//! it to a task of its own only if the caller stops waiting or the transaction parks.
 
 use std::path::Path;
 use std::sync::Arc;

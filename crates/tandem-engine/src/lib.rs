@@ -1,6 +1,6 @@
 //! # tandem-engine: the runtime that carries the protocols out
 //!
-//! `tandem-core` decides; this crate acts. For every active transaction a driver task feeds
+//! `tandem-core` decides; this crate acts. For every active transaction a driver feeds
 //! events (call answers, timer ticks, client and operator requests) to the protocol machine
 //! and executes the commands it returns: writes to the [`tandem_store::Store`], calls through
 //! the [`Transport`], wake-ups on its timer. The engine adds no protocol logic of its own.
