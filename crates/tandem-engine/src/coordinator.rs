@@ -8,8 +8,7 @@
 //! Starting a transaction claims its gid in the registry (one driver per gid), checks the
 //! log for an earlier transaction with that gid (same content: the old one is answered;
 //! different: refused), then spawns its driver and waits for the first record to be durable
-//! — or, for a caller that waits for the outcome, runs the driver in its own task and hands
-//! it to a task of its own only if the caller stops waiting or the transaction parks.
+//! (and, if asked, for the outcome).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +22,6 @@ use tracing::Instrument;
 use crate::alert::{ParkedAlert, ALERTS_QUEUE_MAX};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
-use crate::detach::Detachable;
 use crate::driver::{
     Control, Driver, Outcome, INBOX_MAX, SHUTDOWN_DRAIN, SHUTDOWN_RUN, SHUTDOWN_STOP,
 };
@@ -341,36 +339,26 @@ impl Coordinator {
         let accepted = (wait == Wait::Accepted).then(|| Outcome::of(&tx));
         let tx_span = span_of(&tx);
         let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
-        let run = driver
-            .run(Event::Start, Some(started_tx), waiter)
-            .instrument(tx_span);
+        tokio::spawn(
+            driver
+                .run(Event::Start, Some(started_tx), waiter)
+                .instrument(tx_span),
+        );
         match wait {
             Wait::Accepted => {
-                tokio::spawn(run);
                 started.await.map_err(|_| EngineError::ShuttingDown)??;
                 accepted.ok_or(EngineError::ShuttingDown)
             }
-            // The driver runs in this task (no spawn, no wake-up at the end) until it ends,
-            // or until it parks: then `done` answers first and the driver goes on as a task
-            // of its own, as it does if this caller stops waiting (see `detach`).
-            Wait::Outcome => {
-                let mut done = done;
-                let mut run = Detachable::new(run);
-                tokio::select! {
-                    biased;
-                    () = &mut run => {}
-                    parked = &mut done => return parked.map_err(|_| EngineError::ShuttingDown),
-                }
-                // The driver is gone: `done` holds the outcome, or, if the first step
-                // failed or the engine stopped, `started` says why.
-                match done.try_recv() {
-                    Ok(outcome) => Ok(outcome),
-                    Err(_) => match started.try_recv() {
-                        Ok(Err(e)) => Err(e),
-                        _ => Err(EngineError::ShuttingDown),
-                    },
-                }
-            }
+            // Only `done` is awaited: the driver's answer on `started` then wakes nobody
+            // (one task wake-up less per transaction). If `done` closes without an outcome,
+            // `started` says why: the first step failed, or the engine stopped.
+            Wait::Outcome => match done.await {
+                Ok(outcome) => Ok(outcome),
+                Err(_) => match started.try_recv() {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(EngineError::ShuttingDown),
+                },
+            },
         }
     }
 

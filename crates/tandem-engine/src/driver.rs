@@ -1,6 +1,5 @@
-//! One driver per active transaction: it owns the [`Transaction`], feeds it events and
-//! executes the commands its protocol machine returns. It runs as a task of its own, or,
-//! while a caller waits for the outcome, inside that caller's task (see `crate::detach`).
+//! One task per active transaction: it owns the [`Transaction`], feeds it events and
+//! executes the commands its protocol machine returns.
 //!
 //! ```text
 //!  inbox (client / operator) ─┐

@@ -1,6 +1,6 @@
 //! # tandem-engine: the runtime that carries the protocols out
 //!
-//! `tandem-core` decides; this crate acts. For every active transaction a driver feeds
+//! `tandem-core` decides; this crate acts. For every active transaction a driver task feeds
 //! events (call answers, timer ticks, client and operator requests) to the protocol machine
 //! and executes the commands it returns: writes to the [`tandem_store::Store`], calls through
 //! the [`Transport`], wake-ups on its timer. The engine adds no protocol logic of its own.
@@ -22,7 +22,6 @@ mod api;
 pub mod clock;
 pub mod config;
 mod coordinator;
-mod detach;
 mod driver;
 mod error;
 pub mod metrics;
