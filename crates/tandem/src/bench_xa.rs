@@ -2,8 +2,10 @@
 //! each — held against the bound PostgreSQL itself sets, measured in the same run.
 //!
 //! - **bound**: no coordinator. Each client, on both databases at once: `BEGIN`, `UPDATE`,
-//!   `PREPARE TRANSACTION`; then `COMMIT PREPARED` on both. The fewest round trips and
-//!   database fsyncs any 2PC over these two databases can do.
+//!   `PREPARE TRANSACTION`; then `COMMIT PREPARED` on both: a round trip per statement, as
+//!   the coordinator's resources send them (they run the caller's work between `BEGIN` and
+//!   `PREPARE`, so cannot batch it), and the fewest database fsyncs any 2PC over these two
+//!   databases can do.
 //! - **coordinator**: the same statements through the engine's 2PC with
 //!   `tandem_engine::xa::PgResource`s, the log durable (fsync) in a fresh directory. It adds
 //!   one forced log write per transaction, the commit decision (shared by group commit):
@@ -14,9 +16,10 @@
 //! The two phases alternate for `--rounds` rounds, each round in the other order (drift on
 //! a shared machine then hits both alike), each phase on a new table after a `CHECKPOINT`
 //! (so neither inherits the other's dead rows or checkpoint writes), and the median
-//! throughputs are compared. The coordinator phase also reports its log's forced writes per
-//! transaction and their mean duration. Each phase also reports the machine's busy CPU time
+//! throughputs are compared. Each phase also reports the machine's busy CPU time
 //! per transaction: on a machine the databases saturate, that is what decides the ratio.
+//! The coordinator phase also reports its log's forced writes per transaction and their
+//! mean duration.
 //!
 //! Each client updates its own row in each database (no lock waits between clients), over
 //! the simple-query protocol in both phases. Prepared transactions are named apart
@@ -410,8 +413,9 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
     for i in 0..a.rounds {
         // Which phase goes first alternates too, so that neither always runs on a
         // database the other just warmed (or just loaded with checkpoint work).
+        let coordinator_first = i % 2 == 1;
         let (mut b, mut co) = (None, None);
-        for coordinator in [i % 2 == 1, i % 2 == 0] {
+        for coordinator in [coordinator_first, !coordinator_first] {
             fresh(&a).await?;
             if coordinator {
                 co = Some(coordinated(&a).await?);
