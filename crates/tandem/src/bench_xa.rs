@@ -95,11 +95,14 @@ struct Phase {
     log: Option<LogFigures>,
 }
 
-/// How often the log forced a write per transaction, and how long a forced write took.
+/// How often the log forced a write per transaction, how long a forced write took, and how
+/// many records (and bytes) each transaction wrote.
 #[derive(Debug, serde::Serialize)]
 struct LogFigures {
     syncs_per_tx: f64,
     sync_ms_mean: f64,
+    records_per_tx: f64,
+    bytes_per_tx: f64,
 }
 
 /// Busy and own CPU time so far, in clock ticks (Linux `/proc`; zeros elsewhere).
@@ -343,6 +346,8 @@ async fn coordinated(a: &XaArgs) -> anyhow::Result<Phase> {
     phase.log = Some(LogFigures {
         syncs_per_tx: st.store.syncs as f64 / st.started.max(1) as f64,
         sync_ms_mean: st.store.sync_nanos as f64 / 1e6 / st.store.syncs.max(1) as f64,
+        records_per_tx: st.store.records as f64 / st.started.max(1) as f64,
+        bytes_per_tx: st.store.bytes as f64 / st.started.max(1) as f64,
     });
     Ok(phase)
 }
@@ -431,7 +436,7 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
         if !a.json {
             eprintln!(
                 "round {}: bound {:.0} tx/s, tandem {:.0} tx/s ({:.1}%); CPU ms/tx: bound {:.3} \
-                 (own {:.3}), tandem {:.3} (own {:.3}); log: {:.2} fsync/tx, {:.3} ms each",
+                 (own {:.3}), tandem {:.3} (own {:.3}); log: {:.2} fsync/tx, {:.3} ms each, {:.1} records ({:.0} B)/tx",
                 i + 1,
                 b.per_second,
                 co.per_second,
@@ -442,6 +447,8 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
                 co.own_cpu_ms_per_tx,
                 co.log.as_ref().map_or(0.0, |l| l.syncs_per_tx),
                 co.log.as_ref().map_or(0.0, |l| l.sync_ms_mean),
+                co.log.as_ref().map_or(0.0, |l| l.records_per_tx),
+                co.log.as_ref().map_or(0.0, |l| l.bytes_per_tx),
             );
         }
         rounds.push((b, co));

@@ -44,6 +44,11 @@ fn one_short_round_runs_both_phases_and_reports_json() {
         syncs > 0.0 && syncs <= 1.05,
         "syncs per transaction: {syncs}"
     );
+    // At least the start, the decision and the end of each transaction reached the log.
+    let records = v["coordinator"]["log"]["records_per_tx"].as_f64().unwrap();
+    let bytes = v["coordinator"]["log"]["bytes_per_tx"].as_f64().unwrap();
+    assert!(records >= 3.0, "records per transaction: {records}");
+    assert!(bytes >= 3.0 * 64.0, "bytes per transaction: {bytes}");
     assert!(v["bound"].get("log").is_none());
     let ratio = v["ratio"].as_f64().unwrap();
     assert!(ratio > 0.0, "ratio {ratio}");
