@@ -402,6 +402,40 @@ async fn drop_table(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses to start unless both servers can hold the prepared transactions the bench keeps
+/// at once (one per client per database; both databases count against one server's
+/// `max_prepared_transactions` when they share it), rather than failing every transaction.
+async fn check_prepared_slots(a: &XaArgs) -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    for url in [&a.pg_a, &a.pg_b] {
+        let row = connect(url)
+            .await?
+            .query_one(
+                "SELECT current_setting('max_prepared_transactions')::int8, \
+                 coalesce(host(inet_server_addr()), 'local'), coalesce(inet_server_port(), 0)",
+                &[],
+            )
+            .await
+            .with_context(|| format!("reading max_prepared_transactions on {url}"))?;
+        let slots: i64 = row.get(0);
+        let server: (String, i32) = (row.get(1), row.get(2));
+        servers.push((url, slots, server));
+    }
+    let shared = servers[0].2 == servers[1].2;
+    let need = a.concurrency as i64 * if shared { 2 } else { 1 };
+    for (url, slots, _) in &servers {
+        anyhow::ensure!(
+            *slots >= need,
+            "max_prepared_transactions is {slots} on {url}; this bench holds up to {need} prepared \
+             transactions there at once (--concurrency {}{}): ALTER SYSTEM SET \
+             max_prepared_transactions = {need}, then restart PostgreSQL",
+            a.concurrency,
+            if shared { ", both databases on one server" } else { "" },
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(a: XaArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=1000).contains(&a.concurrency),
@@ -414,6 +448,7 @@ pub async fn run(a: XaArgs) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!((1..=20).contains(&a.rounds), "--rounds must be 1..=20");
+    check_prepared_slots(&a).await?;
     let mut rounds = Vec::new();
     for i in 0..a.rounds {
         // Which phase goes first alternates too, so that neither always runs on a

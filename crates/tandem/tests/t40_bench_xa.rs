@@ -73,3 +73,34 @@ fn one_short_round_runs_both_phases_and_reports_json() {
         }
     });
 }
+
+#[test]
+fn too_few_prepared_transaction_slots_are_refused_up_front() {
+    let name = "t40_bench_xa::too_few_prepared_transaction_slots_are_refused_up_front";
+    let (Some(a), Some(b)) = (
+        testenv::url("TANDEM_TEST_PG", name),
+        testenv::url("TANDEM_TEST_PG2", name),
+    ) else {
+        return;
+    };
+    // 1000 clients need more slots than any server here is configured with (CI: 128).
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("tandem")
+        .unwrap()
+        .args(["bench", "xa", "--concurrency", "1000", "--duration", "1"])
+        .args(["--rounds", "1", "--pg-a", &a, "--pg-b", &b, "--dir"])
+        .arg(dir.path())
+        .env_remove("RUST_BACKTRACE")
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_prepared_transactions is") && err.contains("ALTER SYSTEM SET"),
+        "{err}"
+    );
+    // Refused before any phase ran: nothing of the bench was created.
+    assert!(!err.contains("round 1"), "{err}");
+}
