@@ -8,23 +8,39 @@
 use assert_cmd::Command;
 use tandem_participant::testenv;
 
+/// `tandem bench xa` for one round of 1 s at `concurrency` against the test databases, with
+/// a fresh `--dir`; `None` (after the loud SKIPPED line) when they are not configured.
+fn bench_xa(
+    name: &str,
+    concurrency: &str,
+    dir: &std::path::Path,
+) -> Option<(Command, String, String)> {
+    let a = testenv::url("TANDEM_TEST_PG", name)?;
+    let b = testenv::url("TANDEM_TEST_PG2", name)?;
+    let mut cmd = Command::cargo_bin("tandem").unwrap();
+    cmd.args([
+        "bench",
+        "xa",
+        "--concurrency",
+        concurrency,
+        "--duration",
+        "1",
+    ])
+    .args(["--rounds", "1", "--pg-a", &a, "--pg-b", &b, "--dir"])
+    .arg(dir)
+    .env_remove("RUST_BACKTRACE");
+    Some((cmd, a, b))
+}
+
 #[test]
 fn one_short_round_runs_both_phases_and_reports_json() {
     let name = "t40_bench_xa::one_short_round_runs_both_phases_and_reports_json";
-    let (Some(a), Some(b)) = (
-        testenv::url("TANDEM_TEST_PG", name),
-        testenv::url("TANDEM_TEST_PG2", name),
-    ) else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut cmd, a, b)) = bench_xa(name, "4", dir.path()) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("tandem")
-        .unwrap()
-        .args(["bench", "xa", "--concurrency", "4", "--duration", "1"])
-        .args([
-            "--rounds", "1", "--json", "--pg-a", &a, "--pg-b", &b, "--dir",
-        ])
-        .arg(dir.path())
+    let out = cmd
+        .arg("--json")
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .success()
@@ -77,20 +93,12 @@ fn one_short_round_runs_both_phases_and_reports_json() {
 #[test]
 fn too_few_prepared_transaction_slots_are_refused_up_front() {
     let name = "t40_bench_xa::too_few_prepared_transaction_slots_are_refused_up_front";
-    let (Some(a), Some(b)) = (
-        testenv::url("TANDEM_TEST_PG", name),
-        testenv::url("TANDEM_TEST_PG2", name),
-    ) else {
+    let dir = tempfile::tempdir().unwrap();
+    // 1000 clients need more slots than any server here is configured with (CI: 128).
+    let Some((mut cmd, _, _)) = bench_xa(name, "1000", dir.path()) else {
         return;
     };
-    // 1000 clients need more slots than any server here is configured with (CI: 128).
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("tandem")
-        .unwrap()
-        .args(["bench", "xa", "--concurrency", "1000", "--duration", "1"])
-        .args(["--rounds", "1", "--pg-a", &a, "--pg-b", &b, "--dir"])
-        .arg(dir.path())
-        .env_remove("RUST_BACKTRACE")
+    let out = cmd
         .timeout(std::time::Duration::from_secs(60))
         .assert()
         .failure()
