@@ -19,7 +19,7 @@
 //! throughputs are compared. Each phase also reports the machine's busy CPU time
 //! per transaction: on a machine the databases saturate, that is what decides the ratio.
 //! The coordinator phase also reports its log's forced writes per transaction and their
-//! mean duration.
+//! mean duration, and the records and bytes it wrote per transaction.
 //!
 //! Each client updates its own row in each database (no lock waits between clients), over
 //! the simple-query protocol in both phases. Prepared transactions are named apart
