@@ -47,19 +47,6 @@ pub struct EngineStats {
     pub store: StoreStats,
 }
 
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) config: EngineConfig,
-    pub(crate) registry: Registry,
-    pub(crate) call_permits: Arc<Semaphore>,
-    pub(crate) shutdown: watch::Receiver<u8>,
-    pub(crate) metrics: Arc<EngineMetrics>,
-    pub(crate) alerts: broadcast::Sender<ParkedAlert>,
-    pub(crate) on_end: Option<EndHook>,
-}
-
 /// Called with every transaction as it ends (e.g. to export its trace span). Must be quick:
 /// it runs on the transaction's driver.
 pub type EndHook = Arc<dyn Fn(&Transaction) + Send + Sync>;

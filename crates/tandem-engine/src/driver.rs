@@ -28,49 +28,6 @@ use crate::coordinator::Shared;
 use crate::error::EngineError;
 use crate::transport::{CallRequest, CallResult};
 
-/// What a finished (or parked) transaction tells whoever waits for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub gid: String,
-    pub status: TxStatus,
-    /// Set when the transaction stopped making progress and waits for an operator.
-    pub parked: Option<String>,
-    pub fail_reason: Option<String>,
-}
-
-impl Outcome {
-    pub(crate) fn of(tx: &Transaction) -> Outcome {
-        Outcome {
-            gid: tx.gid.clone(),
-            status: tx.status,
-            parked: tx.parked.clone(),
-            fail_reason: tx.fail_reason.clone(),
-        }
-    }
-    pub fn succeeded(&self) -> bool {
-        self.status == TxStatus::Succeeded
-    }
-}
-
-/// A request to an active transaction's driver.
-pub(crate) enum Control {
-    /// Apply `event`; reply once its commands ran (its sync persist is durable).
-    Event {
-        event: Event,
-        reply: oneshot::Sender<Result<(), ApplyError>>,
-    },
-    /// Reply when the transaction ends or is parked (at once if it already is parked).
-    Wait(oneshot::Sender<Outcome>),
-}
-
-/// Shutdown phases, as published on `Shared::shutdown`.
-pub(crate) const SHUTDOWN_RUN: u8 = 0;
-pub(crate) const SHUTDOWN_DRAIN: u8 = 1;
-pub(crate) const SHUTDOWN_STOP: u8 = 2;
-
-/// Capacity of a driver's inbox.
-pub(crate) const INBOX_MAX: usize = 64;
-
 /// `950 ms`, `42 s`, `3600 s`: short enough for a reason line.
 fn human(d: Duration) -> String {
     if d < Duration::from_secs(10) {
