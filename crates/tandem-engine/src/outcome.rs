@@ -10,6 +10,8 @@ pub struct Outcome {
     /// Set when the transaction stopped making progress and waits for an operator.
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (see `Transaction::heuristic`).
+    pub heuristic: Option<String>,
 }
 
 impl Outcome {
@@ -18,6 +20,7 @@ impl Outcome {
             gid: tx.gid.clone(),
             status: tx.status,
             parked: tx.parked.clone(),
+            heuristic: tx.heuristic.clone(),
             fail_reason: tx.fail_reason.clone(),
         }
     }
