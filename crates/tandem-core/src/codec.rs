@@ -170,7 +170,8 @@ fn header_out(tx: &Transaction) -> HeaderOut<'_> {
 }
 
 fn branch_out<'a>(b: &'a Branch, prev: Option<&Branch>) -> BranchOut<'a> {
-    let shared = prev.is_some_and(|p| Arc::ptr_eq(&p.payload, &b.payload) || p.payload == b.payload);
+    let shared =
+        prev.is_some_and(|p| Arc::ptr_eq(&p.payload, &b.payload) || p.payload == b.payload);
     BranchOut {
         branch_id: &b.branch_id,
         op: b.op,
@@ -499,13 +500,23 @@ mod tests {
         let tx = tcc(3, 1000);
         let bytes = encode(&tx).expect("encode");
         assert_eq!(bytes[0], FORMAT_VERSION);
-        assert!(bytes.len() < 3 * 1000 + 500, "each payload once: {}", bytes.len());
+        assert!(
+            bytes.len() < 3 * 1000 + 500,
+            "each payload once: {}",
+            bytes.len()
+        );
         let back = decode(&bytes).expect("decode");
         assert_eq!(back, tx);
-        assert!(Arc::ptr_eq(&back.branches[0].payload, &back.branches[1].payload));
+        assert!(Arc::ptr_eq(
+            &back.branches[0].payload,
+            &back.branches[1].payload
+        ));
         let mut future = bytes.clone();
         future[0] = 99;
-        assert!(matches!(decode(&future), Err(CodecError::UnknownVersion(99))));
+        assert!(matches!(
+            decode(&future),
+            Err(CodecError::UnknownVersion(99))
+        ));
         assert!(matches!(decode(&[]), Err(CodecError::Empty)));
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
     }
@@ -573,7 +584,10 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&(1u8, old)).unwrap();
         let tx = decode(&bytes).expect("format 1");
-        assert_eq!((tx.gid.as_str(), tx.version, tx.origin.clone()), ("old", 3, None));
+        assert_eq!(
+            (tx.gid.as_str(), tx.version, tx.origin.clone()),
+            ("old", 3, None)
+        );
         assert_eq!(&tx.branches[0].payload[..], b"{}");
         assert_eq!(tx.branches[0].status, BranchStatus::Running);
     }
@@ -605,9 +619,16 @@ mod tests {
             advance(&mut shadow, &tx);
             assert!(apply_delta(&mut replayed, &d).unwrap());
             assert_eq!(replayed, tx);
-            assert!(!apply_delta(&mut replayed, &d).unwrap(), "a replay changes nothing");
+            assert!(
+                !apply_delta(&mut replayed, &d).unwrap(),
+                "a replay changes nothing"
+            );
         }
-        assert!(delta_bytes.iter().all(|&n| n < 200), "{delta_bytes:?} vs {}", snapshot.len());
+        assert!(
+            delta_bytes.iter().all(|&n| n < 200),
+            "{delta_bytes:?} vs {}",
+            snapshot.len()
+        );
         // New branches arrive in a delta with their payload once.
         tx.version += 1;
         let p: Arc<[u8]> = vec![7u8; 5000].into();
@@ -620,7 +641,10 @@ mod tests {
         assert_eq!(replayed, tx);
         // A delta on the wrong base is refused, not guessed.
         let mut stale = decode(&snapshot).unwrap();
-        assert!(matches!(apply_delta(&mut stale, &d), Err(CodecError::DeltaBase { .. })));
+        assert!(matches!(
+            apply_delta(&mut stale, &d),
+            Err(CodecError::DeltaBase { .. })
+        ));
         // A gap in versions means no delta.
         tx.version += 5;
         assert!(encode_delta(&tx, &shadow).unwrap().is_none());

@@ -103,10 +103,7 @@ pub struct Xid<'a> {
 impl<'a> Xid<'a> {
     /// The xid of branch `branch_id` of attempt `nonce` of `gid`, decided by `origin`'s log.
     pub fn format(origin: &Identity, gid: &str, branch_id: &str, nonce: u32) -> String {
-        format!(
-            "{}{gid}:{branch_id}:{nonce:08x}",
-            origin.xid_prefix()
-        )
+        format!("{}{gid}:{branch_id}:{nonce:08x}", origin.xid_prefix())
     }
 
     /// Splits an xid made by [`Xid::format`]; `None` for anything else (another

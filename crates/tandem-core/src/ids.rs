@@ -81,10 +81,7 @@ pub fn branch_id(k: usize) -> String {
 /// counts within it, so two processes (or two nodes given the same name) do not collide even
 /// within one millisecond. Always a valid gid (node names are at most 32 bytes).
 pub fn generated_gid(identity: &Identity, now: Timestamp, session: u16, counter: u64) -> String {
-    format!(
-        "{}-{:x}-{session:04x}-{counter:x}",
-        identity.node, now.0
-    )
+    format!("{}-{:x}-{session:04x}-{counter:x}", identity.node, now.0)
 }
 
 #[cfg(test)]

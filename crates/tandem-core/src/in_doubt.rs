@@ -223,7 +223,10 @@ mod tests {
         for (status, want) in [
             (TxStatus::Submitted, Verdict::Commit),
             (TxStatus::Succeeded, Verdict::Commit),
-            (TxStatus::Aborting, Verdict::Rollback(RollbackWhy::LogAborted)),
+            (
+                TxStatus::Aborting,
+                Verdict::Rollback(RollbackWhy::LogAborted),
+            ),
             (TxStatus::Failed, Verdict::Rollback(RollbackWhy::LogAborted)),
             (TxStatus::Prepared, Verdict::Leave(LeaveWhy::NoDecision)),
         ] {
@@ -236,7 +239,10 @@ mod tests {
             ..case(LogState::Absent)
         };
         assert_eq!(run(old), Verdict::Rollback(RollbackWhy::NoRecord));
-        assert_eq!(run(case(LogState::Driving)), Verdict::Leave(LeaveWhy::Driving));
+        assert_eq!(
+            run(case(LogState::Driving)),
+            Verdict::Leave(LeaveWhy::Driving)
+        );
     }
 
     /// Guards against bug 1: after a failed sync the published state is stale (it may lack
@@ -306,6 +312,9 @@ mod tests {
         assert!(matches!(run(c), Verdict::Heuristic(_)));
         let mut saga = two_pc(TxStatus::Submitted, 5);
         saga.kind = TxKind::Saga;
-        assert!(matches!(run(case(LogState::Record(&saga))), Verdict::Heuristic(_)));
+        assert!(matches!(
+            run(case(LogState::Record(&saga))),
+            Verdict::Heuristic(_)
+        ));
     }
 }

@@ -147,8 +147,8 @@ pub(crate) fn apply(
 
 /// When a prepared message without a query-prepared check is given up (see the module doc).
 fn no_check_deadline(tx: &Transaction) -> Option<Timestamp> {
-    let waiting = tx.status == TxStatus::Prepared
-        && !tx.branches.iter().any(|b| b.op == Op::QueryPrepared);
+    let waiting =
+        tx.status == TxStatus::Prepared && !tx.branches.iter().any(|b| b.op == Op::QueryPrepared);
     waiting.then(|| {
         let ms = tx
             .options

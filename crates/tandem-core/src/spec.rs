@@ -152,7 +152,10 @@ impl Options {
         dur("timeout_to_fail_ms", self.timeout_to_fail_ms)?;
         dur("request_timeout_ms", self.request_timeout_ms)?;
         dur("retry_max_ms", Some(self.retry_max_ms))?;
-        dur("query_prepared_after_ms", Some(self.query_prepared_after_ms.max(1)))?;
+        dur(
+            "query_prepared_after_ms",
+            Some(self.query_prepared_after_ms.max(1)),
+        )?;
         if self.retry_interval_ms == 0 || self.retry_interval_ms > self.retry_max_ms {
             return Err(OptionsError::RetryInterval);
         }
@@ -167,7 +170,10 @@ impl Options {
         if bytes > HEADERS_BYTES_MAX {
             return Err(OptionsError::HeadersTooLarge(bytes));
         }
-        if let Some((k, _)) = h.iter().find(|(k, v)| !header_name_ok(k) || !header_value_ok(v)) {
+        if let Some((k, _)) = h
+            .iter()
+            .find(|(k, v)| !header_name_ok(k) || !header_value_ok(v))
+        {
             return Err(OptionsError::BadHeader(k.clone()));
         }
         Ok(())
@@ -268,13 +274,24 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
     let mut submitted = false;
     match spec.shape {
         Shape::Saga(steps) => {
-            count(limits, "steps", steps.len(), SAGA_STEPS_MAX, SpecError::NoSteps)?;
+            count(
+                limits,
+                "steps",
+                steps.len(),
+                SAGA_STEPS_MAX,
+                SpecError::NoSteps,
+            )?;
             check_orders(&options, steps.len())?;
             for (k, s) in steps.into_iter().enumerate() {
                 let id = branch_id(k);
                 payloads.add(&id, &s.payload)?;
                 let payload: Arc<[u8]> = s.payload.into();
-                branches.push(Branch::new(id.clone(), Op::Action, s.action, payload.clone()));
+                branches.push(Branch::new(
+                    id.clone(),
+                    Op::Action,
+                    s.action,
+                    payload.clone(),
+                ));
                 branches.push(Branch::new(id, Op::Compensate, s.compensate, payload));
             }
         }
@@ -283,7 +300,13 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
             one_phase,
         } => {
             let n = participants.len();
-            count(limits, "participants", n, PARTICIPANTS_MAX, SpecError::NoParticipants)?;
+            count(
+                limits,
+                "participants",
+                n,
+                PARTICIPANTS_MAX,
+                SpecError::NoParticipants,
+            )?;
             for (k, p) in participants.into_iter().enumerate() {
                 let id = branch_id(k);
                 payloads.add(&id, &p.payload)?;
@@ -308,7 +331,13 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
             submitted: now_submitted,
         } => {
             let n = deliveries.len();
-            count(limits, "branches", n, DELIVERIES_MAX, SpecError::NoDeliveries)?;
+            count(
+                limits,
+                "branches",
+                n,
+                DELIVERIES_MAX,
+                SpecError::NoDeliveries,
+            )?;
             for (k, d) in deliveries.into_iter().enumerate() {
                 let id = branch_id(k);
                 payloads.add(&id, &d.payload)?;
@@ -531,12 +560,19 @@ mod tests {
                 ("02", Op::Compensate, "c1"),
             ]
         );
-        assert_eq!((tx.kind, tx.status, tx.created_at), (TxKind::Saga, TxStatus::Submitted, Timestamp(5)));
+        assert_eq!(
+            (tx.kind, tx.status, tx.created_at),
+            (TxKind::Saga, TxStatus::Submitted, Timestamp(5))
+        );
         let small = Limits {
             branches_max: 3,
             ..Limits::default()
         };
-        assert_eq!(build(saga(3), &small, Timestamp(0)).map(|_| ()), Ok(()), "3 steps fit a limit of 3");
+        assert_eq!(
+            build(saga(3), &small, Timestamp(0)).map(|_| ()),
+            Ok(()),
+            "3 steps fit a limit of 3"
+        );
         assert_eq!(
             build(saga(4), &small, Timestamp(0)).err(),
             Some(SpecError::TooManyBranches {
@@ -545,14 +581,21 @@ mod tests {
                 max: 3
             })
         );
-        assert_eq!(build(saga(0), &small, Timestamp(0)).err(), Some(SpecError::NoSteps));
+        assert_eq!(
+            build(saga(0), &small, Timestamp(0)).err(),
+            Some(SpecError::NoSteps)
+        );
         let tiny = Limits {
             payload_bytes_max: 9,
             ..Limits::default()
         };
         assert!(matches!(
             build(saga(1), &tiny, Timestamp(0)),
-            Err(SpecError::PayloadTooLarge { bytes: 10, max: 9, .. })
+            Err(SpecError::PayloadTooLarge {
+                bytes: 10,
+                max: 9,
+                ..
+            })
         ));
         let total = Limits {
             tx_payload_bytes_max: 25,
@@ -570,7 +613,9 @@ mod tests {
         s.options.concurrent = true;
         s.options.orders = vec![vec![1], vec![0]];
         assert_eq!(
-            build(s.clone(), &Limits::default(), Timestamp(0)).err().map(|e| e.code()),
+            build(s.clone(), &Limits::default(), Timestamp(0))
+                .err()
+                .map(|e| e.code()),
             Some("invalid_orders")
         );
         s.options.orders = vec![vec![], vec![0]];
@@ -623,7 +668,10 @@ mod tests {
             custom_data: Some(String::new()),
         };
         let m = build(msg, &Limits::default(), Timestamp(0)).unwrap();
-        assert_eq!((m.status, m.query_prepared, m.custom_data), (TxStatus::Submitted, None, None));
+        assert_eq!(
+            (m.status, m.query_prepared, m.custom_data),
+            (TxStatus::Submitted, None, None)
+        );
     }
 
     #[test]
@@ -635,11 +683,26 @@ mod tests {
             f(&mut o);
             o.check()
         };
-        assert_eq!(with(|o| o.retry_limit = 0), Err(OptionsError::RetryLimit(0)));
-        assert_eq!(with(|o| o.retry_limit = 10_001), Err(OptionsError::RetryLimit(10_001)));
-        assert_eq!(with(|o| o.retry_interval_ms = 0), Err(OptionsError::RetryInterval));
-        assert_eq!(with(|o| o.retry_interval_ms = 61_000), Err(OptionsError::RetryInterval));
-        assert!(matches!(with(|o| o.request_timeout_ms = Some(0)), Err(OptionsError::Duration { .. })));
+        assert_eq!(
+            with(|o| o.retry_limit = 0),
+            Err(OptionsError::RetryLimit(0))
+        );
+        assert_eq!(
+            with(|o| o.retry_limit = 10_001),
+            Err(OptionsError::RetryLimit(10_001))
+        );
+        assert_eq!(
+            with(|o| o.retry_interval_ms = 0),
+            Err(OptionsError::RetryInterval)
+        );
+        assert_eq!(
+            with(|o| o.retry_interval_ms = 61_000),
+            Err(OptionsError::RetryInterval)
+        );
+        assert!(matches!(
+            with(|o| o.request_timeout_ms = Some(0)),
+            Err(OptionsError::Duration { .. })
+        ));
         assert!(matches!(
             with(|o| o.timeout_to_fail_ms = Some(DURATION_MS_MAX + 1)),
             Err(OptionsError::Duration { .. })

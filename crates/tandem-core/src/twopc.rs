@@ -144,7 +144,11 @@ pub(crate) fn apply(
                 (Op::Prepare, Class::NotPrepared) => {
                     tx.branches[branch].status = BranchStatus::Failed;
                     if tx.status == TxStatus::Prepared {
-                        abort(tx, now, format!("participant {id} answered prepare with \"not prepared\""));
+                        abort(
+                            tx,
+                            now,
+                            format!("participant {id} answered prepare with \"not prepared\""),
+                        );
                     }
                 }
                 (Op::CommitOnePhase, Class::Success | Class::ReadOnly) => {
@@ -188,8 +192,9 @@ pub(crate) fn apply(
             // The operator has looked at the heuristic outcome and ends the transaction.
             tx.note(now, "stop", reason.clone());
             let why = tx.heuristic.clone().unwrap_or_default();
-            tx.fail_reason
-                .get_or_insert(format!("heuristic outcome, stopped by operator ({reason}): {why}"));
+            tx.fail_reason.get_or_insert(format!(
+                "heuristic outcome, stopped by operator ({reason}): {why}"
+            ));
             sched::end(tx, now, TxStatus::Failed, true, &mut out);
             out.finish(tx, now, None, cmds);
             return Ok(());

@@ -359,9 +359,24 @@ fn a_first_commit_that_finds_nothing_prepared_is_a_heuristic_outcome() {
     assert_eq!(tx.status, TxStatus::Submitted, "never succeeded");
     // Retry finds nothing to do and parks again; an operator's stop ends it, failed, with the
     // heuristic kept on the record.
-    let cmds = apply(&mut tx, Event::Retry { reason: "looked".into() }, at(5));
-    assert!(cmds.iter().any(|c| matches!(c, Command::Park { .. })), "{cmds:?}");
-    let cmds = apply(&mut tx, Event::Stop { reason: "fixed by hand".into() }, at(6));
+    let cmds = apply(
+        &mut tx,
+        Event::Retry {
+            reason: "looked".into(),
+        },
+        at(5),
+    );
+    assert!(
+        cmds.iter().any(|c| matches!(c, Command::Park { .. })),
+        "{cmds:?}"
+    );
+    let cmds = apply(
+        &mut tx,
+        Event::Stop {
+            reason: "fixed by hand".into(),
+        },
+        at(6),
+    );
     assert_eq!(
         cmds,
         vec![
@@ -372,7 +387,10 @@ fn a_first_commit_that_finds_nothing_prepared_is_a_heuristic_outcome() {
         ]
     );
     assert!(tx.heuristic.is_some());
-    assert!(tx.fail_reason.as_deref().is_some_and(|r| r.contains("heuristic")));
+    assert!(tx
+        .fail_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("heuristic")));
 }
 
 /// "Not prepared" after an earlier commit of ours (a retry after a lost answer, or after a
@@ -384,7 +402,11 @@ fn not_prepared_after_an_earlier_commit_is_success() {
     apply(&mut tx, ok(0, at(1)), at(1));
     let mut resumed = reload(&tx);
     apply(&mut resumed, Event::Resume, at(2));
-    let cmds = apply(&mut resumed, answer(1, CallOutcome::NotPrepared, at(3)), at(3));
+    let cmds = apply(
+        &mut resumed,
+        answer(1, CallOutcome::NotPrepared, at(3)),
+        at(3),
+    );
     assert_eq!(
         cmds,
         vec![
@@ -412,7 +434,11 @@ fn not_prepared_on_rollback_is_success() {
     let mut tx = twopc(2, Options::default());
     apply(&mut tx, Event::Start, T0);
     apply(&mut tx, ok(3, at(1)), at(1));
-    apply(&mut tx, answer(0, CallOutcome::Failure("no".into()), at(1)), at(1));
+    apply(
+        &mut tx,
+        answer(0, CallOutcome::Failure("no".into()), at(1)),
+        at(1),
+    );
     assert_eq!(tx.status, TxStatus::Aborting);
     let cmds = apply(&mut tx, answer(5, CallOutcome::NotPrepared, at(2)), at(2));
     assert!(cmds.contains(&Command::Done {

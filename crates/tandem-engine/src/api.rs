@@ -150,7 +150,10 @@ impl<'a> TwoPhaseBuilder<'a> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let listable = self.parts.iter().all(|(name, _)| self.c.lists_in_doubt(name));
+        let listable = self
+            .parts
+            .iter()
+            .all(|(name, _)| self.c.lists_in_doubt(name));
         let participants = self
             .parts
             .into_iter()

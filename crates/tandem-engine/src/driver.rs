@@ -84,7 +84,8 @@ impl Driver {
         let decided = tx.kind == TxKind::TwoPc && tx.status != TxStatus::Prepared;
         // A transaction loaded from the store (version > 0) is durable as it is: deltas may
         // start from it. A new one is logged whole first.
-        let shadow = (tx.version > 0 && tx.branches.len() >= tandem_core::codec::DELTA_BRANCHES_MIN)
+        let shadow = (tx.version > 0
+            && tx.branches.len() >= tandem_core::codec::DELTA_BRANCHES_MIN)
             .then(|| Shadow::of(&tx));
         let heuristic_reported = tx.heuristic.is_some();
         Driver {

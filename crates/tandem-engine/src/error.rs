@@ -30,7 +30,9 @@ pub enum EngineError {
     ShuttingDown,
     /// The log failed; the coordinator stopped acting (fail-stop) and must be restarted, which
     /// recovers from the log.
-    #[error("the coordinator stopped after its log failed ({0}); restart it to recover from the log")]
+    #[error(
+        "the coordinator stopped after its log failed ({0}); restart it to recover from the log"
+    )]
     Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -130,7 +130,10 @@ pub(crate) struct InDoubtSet {
 }
 
 /// What the log says about `gid`, as the verdict needs it.
-async fn log_state(shared: &Shared, gid: &str) -> Result<Option<tandem_core::Transaction>, BranchError> {
+async fn log_state(
+    shared: &Shared,
+    gid: &str,
+) -> Result<Option<tandem_core::Transaction>, BranchError> {
     shared
         .store
         .get(gid)

@@ -415,7 +415,9 @@ async fn t40_gid_rules() {
     assert!(
         matches!(
             c.saga("g").run().await,
-            Err(EngineError::Spec(tandem_engine::tandem_core::SpecError::NoSteps))
+            Err(EngineError::Spec(
+                tandem_engine::tandem_core::SpecError::NoSteps
+            ))
         ),
         "a saga needs steps"
     );

@@ -163,7 +163,10 @@ async fn t41_in_doubt_recovery_resolves_from_the_log() {
     let ok_tx = c.get("t41-ok").await.unwrap().unwrap();
     let origin = ok_tx.origin.clone().unwrap();
     let lost = Xid::new(tandem_engine::tandem_core::Xid::format(
-        &origin, "t41-ok", "02", ok_tx.nonce,
+        &origin,
+        "t41-ok",
+        "02",
+        ok_tx.nonce,
     ))
     .unwrap();
     let sql = format!("UPDATE {table} SET v = v + 7 WHERE id = 1");

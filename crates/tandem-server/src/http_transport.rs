@@ -207,6 +207,7 @@ fn call_span(
         CallOutcome::Failure(e) => ("failure", Some(e.clone())),
         CallOutcome::Ongoing => ("ongoing", None),
         CallOutcome::Error(e) => ("error", Some(e.clone())),
+        CallOutcome::NotPrepared => ("not_prepared", None),
     };
     let mut attrs = vec![
         ("tandem.gid", json!(&*req.gid)),
@@ -320,6 +321,7 @@ mod tls_tests {
             target: format!("https://{addr}/x"),
             payload: Vec::new(),
             headers: Arc::new(Vec::new()),
+            xid: None,
         };
         let res = t.call(req).await;
         match res.outcome {

@@ -617,17 +617,33 @@ async fn reopen_after_drop<B: Backend>(dir: &Path) {
 
 async fn identity<B: Backend>(dir: &Path) {
     let s = B::open(dir);
-    assert_eq!(ok(s.identity().await, "identity"), None, "a new store has none");
+    assert_eq!(
+        ok(s.identity().await, "identity"),
+        None,
+        "a new store has none"
+    );
     let a = ok(Identity::new("node-a", 0x1234_5678), "identity");
     let b = ok(Identity::new("node-b", 9), "identity");
-    assert_eq!(ok(s.init_identity(a.clone()).await, "init"), a, "first init sets it");
-    assert_eq!(ok(s.init_identity(b).await, "init again"), a, "never replaced");
+    assert_eq!(
+        ok(s.init_identity(a.clone()).await, "init"),
+        a,
+        "first init sets it"
+    );
+    assert_eq!(
+        ok(s.init_identity(b).await, "init again"),
+        a,
+        "never replaced"
+    );
     assert_eq!(ok(s.identity().await, "identity"), Some(a.clone()));
     ok(s.close().await, "close");
     drop(s);
     if B::DURABLE {
         let s = B::open(dir);
-        assert_eq!(ok(s.identity().await, "identity"), Some(a), "durable across reopen");
+        assert_eq!(
+            ok(s.identity().await, "identity"),
+            Some(a),
+            "durable across reopen"
+        );
         ok(s.close().await, "close");
     }
 }
@@ -665,29 +681,53 @@ async fn deltas<B: Backend>(dir: &Path) {
             code: Some(503),
             error: Some(format!("attempt {v}")),
         });
-        if v % 50 == 0 {
-            tx.branches.push(Branch::new(format!("late{v}"), Op::Confirm, "u", vec![1u8; 10]));
+        if v.is_multiple_of(50) {
+            tx.branches.push(Branch::new(
+                format!("late{v}"),
+                Op::Confirm,
+                "u",
+                vec![1u8; 10],
+            ));
         }
         let rec = ok(Record::logged(&tx, &mut shadow), "encode");
         logged_delta += usize::from(rec.delta.is_some());
-        ok(s.write(rec, v % 97 == 0).await, "write");
+        ok(s.write(rec, v.is_multiple_of(97)).await, "write");
     }
-    assert!(logged_delta >= 299, "a wide transaction is logged as deltas");
+    assert!(
+        logged_delta >= 299,
+        "a wide transaction is logged as deltas"
+    );
     ok(s.flush().await, "flush");
-    assert_eq!(ok(s.get("delta-1").await, "get"), Some(tx.clone()), "read whole");
+    assert_eq!(
+        ok(s.get("delta-1").await, "get"),
+        Some(tx.clone()),
+        "read whole"
+    );
     ok(s.close().await, "close");
     drop(s);
     if B::DURABLE {
         let s = B::open(dir);
-        assert_eq!(ok(s.get("delta-1").await, "get"), Some(tx.clone()), "replayed");
+        assert_eq!(
+            ok(s.get("delta-1").await, "get"),
+            Some(tx.clone()),
+            "replayed"
+        );
         // Writing on after the reopen chains deltas from the replayed state.
         let mut shadow = Some(tandem_core::codec::Shadow::of(&tx));
         tx.version += 1;
         tx.status = TxStatus::Submitted;
-        ok(s.write(ok(Record::logged(&tx, &mut shadow), "encode"), true).await, "write");
+        ok(
+            s.write(ok(Record::logged(&tx, &mut shadow), "encode"), true)
+                .await,
+            "write",
+        );
         drop(s);
         let s = B::open(dir);
-        assert_eq!(ok(s.get("delta-1").await, "get"), Some(tx), "after drop and reopen");
+        assert_eq!(
+            ok(s.get("delta-1").await, "get"),
+            Some(tx),
+            "after drop and reopen"
+        );
         ok(s.close().await, "close");
     }
 }

@@ -95,7 +95,11 @@ impl Store for MemoryStore {
 
     async fn identity(&self) -> Result<Option<Identity>> {
         drop(self.map()?);
-        Ok(self.identity.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        Ok(self
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 
     async fn init_identity(&self, id: Identity) -> Result<Identity> {

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use tandem_core::{codec::Shadow, Branch, BranchStatus, Op, Options, Timestamp, Transaction, TxKind};
+use tandem_core::{
+    codec::Shadow, Branch, BranchStatus, Op, Options, Timestamp, Transaction, TxKind,
+};
 use tandem_store::conformance::saga;
 use tandem_store::redb_store::{RedbConfig, RedbStore};
 use tandem_store::{Record, Store};
@@ -103,7 +105,8 @@ fn wide_state(gid: &str, version: u64) -> Transaction {
     for k in 0..24 {
         let p: Arc<[u8]> = vec![k as u8; 100].into();
         for op in [Op::Confirm, Op::Cancel] {
-            tx.branches.push(Branch::new(format!("b{k}"), op, "t", p.clone()));
+            tx.branches
+                .push(Branch::new(format!("b{k}"), op, "t", p.clone()));
         }
     }
     for v in 1..=version {
@@ -117,8 +120,13 @@ fn step_wide(tx: &mut Transaction, v: u64) {
     let i = (v as usize * 13) % tx.branches.len();
     tx.branches[i].attempts += 1;
     tx.branches[i].status = BranchStatus::Running;
-    if v % 40 == 0 {
-        tx.branches.push(Branch::new(format!("n{v}"), Op::Confirm, "t", vec![v as u8; 50]));
+    if v.is_multiple_of(40) {
+        tx.branches.push(Branch::new(
+            format!("n{v}"),
+            Op::Confirm,
+            "t",
+            vec![v as u8; 50],
+        ));
     }
 }
 
@@ -140,7 +148,7 @@ fn wide_child(dir: &Path, acks_max: u64, round: u64) -> anyhow::Result<()> {
                 let mut shadow: Option<Shadow> = None;
                 for v in 1u64.. {
                     step_wide(&mut tx, v);
-                    let sync = v % 4 == 0;
+                    let sync = v.is_multiple_of(4);
                     store.write(Record::logged(&tx, &mut shadow)?, sync).await?;
                     if sync {
                         let mut out = std::io::stdout().lock();
@@ -267,8 +275,17 @@ async fn deltas_replay_exactly_after_abort() -> anyhow::Result<()> {
         let store = reopen(dir.path())?;
         for (gid, v) in &newest {
             let got = store.get(gid).await?.context("acked transaction missing")?;
-            assert!(got.version >= *v, "{gid}: acked v{v}, found v{}", got.version);
-            assert_eq!(got, wide_state(gid, got.version), "{gid} v{} content", got.version);
+            assert!(
+                got.version >= *v,
+                "{gid}: acked v{v}, found v{}",
+                got.version
+            );
+            assert_eq!(
+                got,
+                wide_state(gid, got.version),
+                "{gid} v{} content",
+                got.version
+            );
         }
         store.close().await?;
     }

@@ -60,15 +60,24 @@ async fn other_corruption_still_refuses_and_names_file_and_offset() -> anyhow::R
     std::fs::write(&bad, b"definitely not a segment header, nor zeros")?;
     match RedbStore::open(dir.path(), RedbConfig::default()) {
         Err(StoreError::Corrupt(m)) => {
-            assert!(m.contains(&bad.display().to_string()) && m.contains("byte 0"), "{m}");
+            assert!(
+                m.contains(&bad.display().to_string()) && m.contains("byte 0"),
+                "{m}"
+            );
         }
         other => panic!("expected corruption, got {other:?}"),
     }
     // A blank segment with a newer one after it: not the crash case, refused.
     let dir = tempfile::tempdir()?;
     store_with(dir.path(), 3).await?;
-    assert!(!segments(dir.path()).is_empty(), "close keeps the newest segment");
-    std::fs::write(dir.path().join("wal").join(format!("{:020}.log", 0u64)), [0u8; 100])?;
+    assert!(
+        !segments(dir.path()).is_empty(),
+        "close keeps the newest segment"
+    );
+    std::fs::write(
+        dir.path().join("wal").join(format!("{:020}.log", 0u64)),
+        [0u8; 100],
+    )?;
     match RedbStore::open(dir.path(), RedbConfig::default()) {
         Err(StoreError::Corrupt(m)) => assert!(m.contains("newer segments follow"), "{m}"),
         other => panic!("expected corruption, got {other:?}"),

@@ -278,10 +278,22 @@ mod tests {
         // close after XA PREPARE: a branch still attached to its session answers NOTA here,
         // which `finish` takes for "done", and the count below would stay 0.
         // The first phase 2 finds the branch prepared; a repeat says it is gone.
-        assert_eq!(finish(&mut other, &x1, Op::Commit).await.unwrap(), Finished::Done);
-        assert_eq!(finish(&mut other, &x1, Op::Commit).await.unwrap(), Finished::NotPrepared);
-        assert_eq!(finish(&mut other, &x2, Op::Rollback).await.unwrap(), Finished::Done);
-        assert_eq!(finish(&mut other, &x2, Op::Rollback).await.unwrap(), Finished::NotPrepared);
+        assert_eq!(
+            finish(&mut other, &x1, Op::Commit).await.unwrap(),
+            Finished::Done
+        );
+        assert_eq!(
+            finish(&mut other, &x1, Op::Commit).await.unwrap(),
+            Finished::NotPrepared
+        );
+        assert_eq!(
+            finish(&mut other, &x2, Op::Rollback).await.unwrap(),
+            Finished::Done
+        );
+        assert_eq!(
+            finish(&mut other, &x2, Op::Rollback).await.unwrap(),
+            Finished::NotPrepared
+        );
         assert_eq!(count(&mut other, &t).await, 1);
         assert!(list_prepared(&mut c, &prefix).await.unwrap().is_empty());
         c.query_drop(format!("DROP TABLE {t}")).await.unwrap();

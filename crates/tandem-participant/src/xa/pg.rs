@@ -190,9 +190,15 @@ mod tests {
         assert_eq!(names, vec![x1.as_str(), x2.as_str()]);
         // The first phase 2 finds the branch prepared; a repeat says it is gone.
         assert_eq!(finish(&c, &x1, Op::Commit).await.unwrap(), Finished::Done);
-        assert_eq!(finish(&c, &x1, Op::Commit).await.unwrap(), Finished::NotPrepared);
+        assert_eq!(
+            finish(&c, &x1, Op::Commit).await.unwrap(),
+            Finished::NotPrepared
+        );
         assert_eq!(finish(&c, &x2, Op::Rollback).await.unwrap(), Finished::Done);
-        assert_eq!(finish(&c, &x2, Op::Rollback).await.unwrap(), Finished::NotPrepared);
+        assert_eq!(
+            finish(&c, &x2, Op::Rollback).await.unwrap(),
+            Finished::NotPrepared
+        );
         assert_eq!(count(&c, &t).await, 1);
         assert!(list_prepared(&c, &prefix).await.unwrap().is_empty());
         c.batch_execute(&format!("DROP TABLE {t}")).await.unwrap();
@@ -216,7 +222,9 @@ mod tests {
             format!("{query}&op=commit"),
         ] {
             match crate::xa::Phase2::from_query(&q).unwrap() {
-                crate::xa::Phase2::Finish { xid, op } => finish(&c, &xid, op).await.unwrap(),
+                crate::xa::Phase2::Finish { xid, op } => {
+                    let _found = finish(&c, &xid, op).await.unwrap();
+                }
                 crate::xa::Phase2::Local { xid, .. } => {
                     assert_eq!(xid.as_str(), format!("{gid}-01"));
                     let sql = format!("INSERT INTO {t} VALUES (1, 1)");

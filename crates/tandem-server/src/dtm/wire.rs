@@ -94,7 +94,6 @@ fn snippet(text: &str) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +119,4 @@ mod tests {
         assert!(matches!(classify(500, b"oops"), CallOutcome::Error(_)));
         assert!(matches!(classify(404, b""), CallOutcome::Error(_)));
     }
-
 }

@@ -28,7 +28,7 @@ use crate::{Record, Result, StoreError};
 /// decoded transaction, encoded again only at the end.
 enum Replayed {
     Record(Record),
-    Tx(Transaction),
+    Tx(Box<Transaction>),
 }
 
 impl Replayed {
@@ -137,7 +137,10 @@ fn replay_one(
     stored: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
     rec: Record,
 ) -> Result<()> {
-    if replay.get(&rec.gid).is_some_and(|r| r.version() >= rec.version) {
+    if replay
+        .get(&rec.gid)
+        .is_some_and(|r| r.version() >= rec.version)
+    {
         return Ok(());
     }
     if !codec::is_delta(&rec.body) {
@@ -145,7 +148,7 @@ fn replay_one(
         return Ok(());
     }
     let mut base = match replay.remove(&rec.gid) {
-        Some(Replayed::Tx(tx)) => tx,
+        Some(Replayed::Tx(tx)) => *tx,
         Some(Replayed::Record(r)) => r.decode()?,
         None => match stored.get(rec.gid.as_str()).map_err(redb_err)? {
             Some(v) => wal::decode_value(&rec.gid, v.value())?.decode()?,
@@ -158,7 +161,7 @@ fn replay_one(
         },
     };
     codec::apply_delta(&mut base, &rec.body)?;
-    replay.insert(rec.gid, Replayed::Tx(base));
+    replay.insert(rec.gid, Replayed::Tx(Box::new(base)));
     Ok(())
 }
 
