@@ -21,6 +21,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tandem_core::{validate_gid, Event, Identity, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
@@ -31,7 +32,7 @@ use tracing::Instrument;
 use crate::alert::ParkedAlert;
 use crate::clock::{Clock, OsRng, Rng, SystemClock};
 use crate::config::EngineConfig;
-use crate::driver::Driver;
+use crate::driver::{span_of, Driver};
 use crate::error::{EngineError, Result};
 use crate::metrics::{EngineMetrics, RecoveryAction};
 use crate::outcome::Outcome;
@@ -39,6 +40,9 @@ use crate::participant::{Resource, SagaStep};
 use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
 use crate::registry::{Claim, Control, INBOX_MAX};
 use crate::shared::{Parts, Phase, Shared};
+
+/// How long an event waits for another live node to let go of a transaction it drives.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
 use crate::transport::{InProcess, Local, Transport};
 
 /// A snapshot of the engine's counters (monotonic since open; totals over
@@ -52,7 +56,11 @@ pub struct EngineStats {
     pub calls: u64,
     pub call_retries: u64,
     pub recovered: u64,
+    /// Unfinished transactions: running in memory or waiting in the store (refreshed from the
+    /// store about every `scheduler_poll`).
     pub active: usize,
+    /// Transactions driven in memory right now (bounded by `active_max`).
+    pub running: usize,
     pub store: StoreStats,
 }
 
@@ -202,7 +210,10 @@ impl CoordinatorBuilder {
             gids: Arc::new(AtomicU64::new(0)),
         };
         c.recover().await?;
-        let mut tasks = vec![tokio::spawn(watch_store(c.shared.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(watch_store(c.shared.clone())),
+            tokio::spawn(crate::scheduler::run(c.shared.clone())),
+        ];
         if !c.in_doubt.resources.is_empty() {
             tasks.push(tokio::spawn(recovery::periodic(
                 c.shared.clone(),
@@ -253,11 +264,6 @@ async fn watch_store(shared: Arc<Shared>) {
             _ = tokio::time::sleep(shared.config.health_poll) => {}
         }
     }
-}
-
-/// The `tracing` span a transaction's driver runs in (debug level: free when disabled).
-fn span_of(tx: &Transaction) -> tracing::Span {
-    tracing::debug_span!("tx", gid = %tx.gid, kind = tx.kind.as_str())
 }
 
 /// A transaction coordinator. Cheap to clone; every clone drives the same transactions.
@@ -349,21 +355,25 @@ impl Coordinator {
         self.local_transport && self.in_doubt.resources.iter().any(|(n, _)| n == name)
     }
 
+    /// Resumes what drivers held when this node last stopped (`Active` records: their calls'
+    /// answers are not logged). What waits in the store is the scheduler's, when it is due.
     async fn recover(&self) -> Result<()> {
-        let unfinished = self.shared.store.unfinished().await?;
-        let n = unfinished.len();
-        for tx in unfinished {
-            let gid: Arc<str> = Arc::from(tx.gid.as_str());
-            let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-            if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
-                self.shared.metrics.recovery(RecoveryAction::Resumed, 1);
-                let tx_span = span_of(&tx);
-                let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
-                tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
-            }
+        let shared = &self.shared;
+        let active = shared
+            .store
+            .claim_due(Timestamp(0), shared.config.claim_batch, true)
+            .await?;
+        let n = active.len();
+        for c in active {
+            shared.metrics.recovery(RecoveryAction::Resumed, 1);
+            // Forced: these were running when the node stopped, so they fit (a lower
+            // active_max since then is caught up with as they end).
+            let _ = Driver::spawn(shared, c.tx, c.fence, Event::Resume, true);
         }
+        let unfinished = shared.store.count_unfinished().await?;
+        shared.unfinished.store(unfinished, Ordering::Relaxed);
         if n > 0 {
-            tracing::info!(transactions = n, "recovery resumed unfinished transactions");
+            tracing::info!(transactions = n, waiting = unfinished, "recovery resumed what was running");
         }
         Ok(())
     }
@@ -413,7 +423,8 @@ impl Coordinator {
         // What a `Wait::Accepted` caller hears (computed only for one).
         let accepted = (wait == Wait::Accepted).then(|| Outcome::of(&tx));
         let tx_span = span_of(&tx);
-        let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
+        // A new transaction starts under fence 1 (shared stores insert it owned by this node).
+        let driver = Driver::new(tx, gid, self.shared.clone(), inbox, 1);
         tokio::spawn(
             driver
                 .run(Event::Start, Some(started_tx), waiter)
@@ -476,8 +487,10 @@ impl Coordinator {
     }
 
     /// Sends a client or operator event (TCC register/submit/abort, retry, stop) to `gid`.
-    /// Resolves once the event's effects are durable.
+    /// Resolves once the event's effects are durable. A transaction that waits in the store is
+    /// loaded (claimed) first; one that another live node drives is waited for, briefly.
     pub async fn send(&self, gid: &str, event: Event) -> Result<()> {
+        let mut busy_until: Option<tokio::time::Instant> = None;
         loop {
             self.shared.accepting()?;
             if let Some(inbox) = self.shared.registry.get(gid) {
@@ -494,24 +507,39 @@ impl Coordinator {
                         return r.map_err(EngineError::from);
                     }
                 }
-                // The driver ended meanwhile; fall through to the log.
+                // The driver left meanwhile (it ended, or went idle); look again.
+                continue;
             }
-            let Some(mut tx) = self.durable_state(gid).await? else {
-                return Err(EngineError::NotFound(gid.to_string()));
-            };
-            if tx.is_final() {
-                // Ended transactions never change; this only tells whether the event is an
-                // idempotent repeat or a refusal.
-                tx.apply(event, self.shared.clock.now())?;
-                return Ok(());
-            }
-            // Unfinished but not driven here (e.g. left by another process): take it over.
-            let gid_arc: Arc<str> = Arc::from(gid);
-            let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-            if let Claim::Claimed = self.shared.registry.claim(&gid_arc, &inbox_tx, true) {
-                let tx_span = span_of(&tx);
-                let driver = Driver::new(tx, gid_arc, self.shared.clone(), inbox);
-                tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
+            // A driver may just have ended with an unforced record: make it durable, so the
+            // claim below sees the newest state and never revives a finished transaction.
+            self.shared.store.flush().await?;
+            match self.shared.store.claim(gid).await? {
+                tandem_store::Claim::Missing => return Err(EngineError::NotFound(gid.to_string())),
+                tandem_store::Claim::Busy { owner } => {
+                    let until = *busy_until
+                        .get_or_insert_with(|| tokio::time::Instant::now() + BUSY_WAIT);
+                    if tokio::time::Instant::now() >= until {
+                        return Err(EngineError::OwnedElsewhere { owner });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tandem_store::Claim::Got(c) if c.tx.is_final() => {
+                    // Ended transactions never change; this only tells whether the event is an
+                    // idempotent repeat or a refusal.
+                    let mut tx = c.tx;
+                    tx.apply(event, self.shared.clock.now())?;
+                    return Ok(());
+                }
+                tandem_store::Claim::Got(c) => {
+                    let first = if c.resume { Event::Resume } else { Event::Tick };
+                    match Driver::spawn(&self.shared, c.tx, c.fence, first, false) {
+                        Ok(()) | Err(Claim::Active) => {}
+                        Err(Claim::Full { active, limit }) => {
+                            return Err(EngineError::Busy { active, limit })
+                        }
+                        Err(Claim::Claimed) => {}
+                    }
+                }
             }
         }
     }
@@ -559,7 +587,8 @@ impl Coordinator {
             calls: t.calls,
             call_retries: t.call_retries,
             recovered: t.recovered,
-            active: self.shared.registry.len(),
+            active: self.shared.unfinished.load(Ordering::Relaxed) as usize,
+            running: self.shared.registry.len(),
             store: self.shared.store.stats(),
         }
     }

@@ -18,6 +18,9 @@ pub enum EngineError {
     Refused(#[from] ApplyError),
     #[error("unknown participant {0:?}: register it with the coordinator before use")]
     UnknownParticipant(String),
+    /// Another live node drives the transaction right now (shared stores); try again shortly.
+    #[error("transaction is being driven by node {owner}; try again shortly")]
+    OwnedElsewhere { owner: String },
     /// Backpressure: too many transactions are active; try again later.
     #[error("busy: {active} transactions are active (limit {limit})")]
     Busy { active: usize, limit: usize },
@@ -51,7 +54,7 @@ impl EngineError {
     /// Whether the caller may succeed by trying the same request again later.
     pub fn retryable(&self) -> bool {
         match self {
-            EngineError::Busy { .. } => true,
+            EngineError::Busy { .. } | EngineError::OwnedElsewhere { .. } => true,
             EngineError::Store(e) => e.retryable(),
             _ => false,
         }

@@ -30,6 +30,7 @@ mod outcome;
 pub mod participant;
 pub mod recovery;
 mod registry;
+mod scheduler;
 mod shared;
 pub mod transport;
 #[cfg(feature = "xa")]

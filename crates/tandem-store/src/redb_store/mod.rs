@@ -42,10 +42,10 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase};
-use tandem_core::{Identity, Transaction};
+use tandem_core::{Identity, Timestamp, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
+use crate::{Claim, Claimed, ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
 
 pub use wal::RECORD_BODY_BYTES_MAX;
 
@@ -132,6 +132,7 @@ pub(crate) struct Lazy {
 
 #[derive(Debug)]
 pub(crate) struct Counters {
+    pub purged: AtomicU64,
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub syncs: AtomicU64,
@@ -144,6 +145,7 @@ pub(crate) struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
+            purged: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             records: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -357,9 +359,38 @@ impl Store for RedbStore {
         read::list(&self.shared, &self.db, q)
     }
 
-    async fn unfinished(&self) -> Result<Vec<Transaction>> {
+    async fn claim(&self, gid: &str) -> Result<Claim> {
         self.check_open()?;
-        read::unfinished(&self.shared, &self.db)
+        read::claim(&self.shared, &self.db, gid)
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: usize, active: bool) -> Result<Vec<Claimed>> {
+        self.check_open()?;
+        read::claim_due(&self.shared, &self.db, now, limit, active)
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        self.check_open()?;
+        read::next_due(&self.shared, &self.db)
+    }
+
+    async fn count_unfinished(&self) -> Result<u64> {
+        self.check_open()?;
+        read::count_unfinished(&self.shared, &self.db)
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        self.check_open()?;
+        self.shared.check_failed()?;
+        let db = Arc::clone(&self.db);
+        let n = tokio::task::spawn_blocking(move || apply::purge(&db, before.0, limit))
+            .await
+            .map_err(|e| StoreError::Failed(format!("purge task: {e}")))??;
+        self.shared
+            .counters
+            .purged
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 
     async fn flush(&self) -> Result<()> {
@@ -435,6 +466,7 @@ impl Store for RedbStore {
     fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
         StoreStats {
+            purged: c.purged.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
