@@ -98,6 +98,8 @@ pub(crate) struct Driver {
     parked_counted: bool,
     /// The status the transaction is in, and since when (for `stuck_after`).
     phase: (TxStatus, Instant),
+    /// What was logged about failed branch calls (rate-limited).
+    call_log: crate::call_log::CallLog,
 }
 
 impl Driver {
@@ -121,6 +123,7 @@ impl Driver {
             decided,
             parked_counted: false,
             phase: (TxStatus::Prepared, Instant::now()),
+            call_log: Default::default(),
         }
     }
 
@@ -293,7 +296,15 @@ impl Driver {
         let op = self.tx.branches[branch].op;
         self.shared.metrics.call(op, &res.outcome, latency_us);
         if let CallOutcome::Error(e) = &res.outcome {
-            tracing::debug!(gid = %self.gid, branch, op = op.as_str(), error = %e, "branch call failed; will retry");
+            let b = &self.tx.branches[branch];
+            self.call_log.failed(
+                &self.gid,
+                &b.branch_id,
+                op.as_str(),
+                &b.target,
+                e,
+                b.attempts,
+            );
         }
         let event = Event::Answer {
             branch,

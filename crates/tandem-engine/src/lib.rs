@@ -19,6 +19,7 @@
 
 pub mod alert;
 mod api;
+mod call_log;
 pub mod clock;
 pub mod config;
 mod coordinator;

@@ -40,7 +40,8 @@ impl From<EngineError> for ApiError {
             EngineError::GidExists(_) => ApiError::new(StatusCode::CONFLICT, "gid_exists", msg),
             EngineError::NotFound(_) => ApiError::not_found(msg),
             EngineError::Refused(r) => match r {
-                tandem_core::ApplyError::WrongStatus { .. } => {
+                tandem_core::ApplyError::WrongStatus { .. }
+                | tandem_core::ApplyError::Ended { .. } => {
                     ApiError::new(StatusCode::CONFLICT, "wrong_status", msg)
                 }
                 _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_transaction", msg),

@@ -57,7 +57,13 @@ pub fn branch_count(cfg: &ServerConfig, n: usize) -> Result<(), ApiError> {
     if n > cfg.branches_max {
         return Err(ApiError::bad_request(
             "too_many_branches",
-            format!("{n} branches; the limit is {}", cfg.branches_max),
+            format!(
+                "{n} branches, over the limit of {max} (branches_max). Branches count ops: a \
+                 saga step is 2 (action + compensation), a TCC branch 2 (confirm + cancel), a \
+                 2PC participant 3 (prepare, commit, rollback); {max} branches = {} saga steps",
+                cfg.branches_max / 2,
+                max = cfg.branches_max
+            ),
         ));
     }
     Ok(())
