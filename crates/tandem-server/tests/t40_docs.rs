@@ -77,7 +77,10 @@ fn t40_every_error_code_is_documented() {
             }
         }
     }
-    assert!(seen > 30, "the scan found only {seen} codes: is it still reading the code?");
+    assert!(
+        seen > 30,
+        "the scan found only {seen} codes: is it still reading the code?"
+    );
     assert!(missing.is_empty(), "undocumented error codes: {missing:#?}");
 }
 
@@ -91,13 +94,19 @@ fn t40_every_setting_is_in_the_operations_table() {
             format!("`{}`", s.default)
         };
         let row = format!("| `{}` | `{}` | {} | {} |", s.key, s.env, default, s.what);
-        assert!(ops.contains(&row), "docs/operations.md lacks the row\n{row}");
+        assert!(
+            ops.contains(&row),
+            "docs/operations.md lacks the row\n{row}"
+        );
     }
 }
 
 #[test]
 fn t40_no_document_names_a_path_of_this_machine() {
-    let mut docs = vec!["README.md".to_string(), "examples/bank/README.md".to_string()];
+    let mut docs = vec![
+        "README.md".to_string(),
+        "examples/bank/README.md".to_string(),
+    ];
     for e in std::fs::read_dir(root().join("docs")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "md") {
