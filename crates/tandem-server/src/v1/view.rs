@@ -134,7 +134,9 @@ pub struct BranchView {
     pub url: String,
     /// The JSON body sent (a string when it is not JSON; null when empty).
     pub payload: serde_json::Value,
-    /// prepared (not called yet) | running | succeed | failed | skipped
+    /// prepared (not called yet) | running | succeed | failed | skipped | unknown (called,
+    /// never answered, and the transaction ended without calling it again, e.g. it was
+    /// force-stopped: whether its effect happened is not known)
     pub status: String,
     /// Calls made so far.
     pub attempts: u32,
