@@ -455,13 +455,65 @@ fn t15_help_describes_what_the_commands_do() {
         ),
     );
     assert_eq!(code, 200);
+
+    // A generated gid has the documented shape: <node_name>-<ms>-<pid>-<n>, in hex.
+    let (code, body) = http(
+        s.addr,
+        "POST",
+        "/v1/sagas",
+        Some(json!({"steps": [{"action": "", "compensate": ""}]})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let gid = body["gid"].as_str().unwrap();
+    let parts: Vec<&str> = gid.split('-').collect();
+    assert_eq!(parts.len(), 4, "{gid}");
+    assert_eq!(parts[0], "tandem", "{gid}");
+    for p in &parts[1..] {
+        assert!(
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{gid}"
+        );
+    }
+    let ms = u64::from_str_radix(parts[1], 16).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        now_ms.abs_diff(ms) < 60_000,
+        "{gid}: not milliseconds since the epoch"
+    );
+    assert_eq!(
+        u32::from_str_radix(parts[2], 16).unwrap(),
+        s.child.id(),
+        "{gid}"
+    );
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api-v1.md"))
+        .unwrap();
+    assert!(
+        doc.contains("`<node_name>-<ms>-<pid>-<n>`, the three numbers in lowercase hexadecimal"),
+        "docs/api-v1.md no longer states the gid format this test checks"
+    );
+
     let url = s.url();
     for flag in ["--type", "--kind"] {
         let (code, out, err) =
             run(tandem().args(["tx", "list", "--server", &url, flag, "saga", "--json"]));
         assert_eq!(code, 0, "{err}");
         let page: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(page["transactions"][0]["gid"], "help-1");
+        let gids: Vec<&str> = page["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["gid"].as_str().unwrap())
+            .collect();
+        assert!(gids.contains(&"help-1"), "{page}");
+        let (code, out, _) =
+            run(tandem().args(["tx", "list", "--server", &url, flag, "tcc", "--json"]));
+        assert_eq!(code, 0);
+        assert!(!out.contains("help-1"), "{flag} tcc did not filter: {out}");
         assert!(
             page.get("next_cursor").is_some(),
             "the API's field names: {page}"
