@@ -69,6 +69,11 @@ fn append_skip(path: &std::path::Path, test: &str, var: &str) -> std::io::Result
         .and_then(|mut f| f.write_all(line.as_bytes()))
 }
 
+/// True when running under CI (`CI=true` or `CI=1`).
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
 #[cfg(test)]
 mod tests {
     /// Skips from several tests land in one file, a line each, for scripts/test's summary.
@@ -84,9 +89,4 @@ mod tests {
             "barrier_pg::a\tTANDEM_TEST_PG\nbank::b\tTANDEM_TEST_MYSQL\n"
         );
     }
-}
-
-/// True when running under CI (`CI=true` or `CI=1`).
-pub fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
 }

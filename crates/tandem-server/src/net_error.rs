@@ -59,7 +59,9 @@ pub fn describe(err: &(dyn Error + 'static), url: &str) -> String {
             .iter()
             .any(|below| t.contains(below.as_str()));
         let generic = t.starts_with("client error (") || t == "tcp connect error";
-        if !(repeated_below && i + 1 < texts.len()) && !(generic && i + 1 < texts.len()) {
+        // The innermost cause is always kept; an outer one only if it adds something.
+        let innermost = i + 1 == texts.len();
+        if innermost || !(repeated_below || generic) {
             kept.push(t);
         }
     }
