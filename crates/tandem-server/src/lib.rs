@@ -254,6 +254,8 @@ pub mod anyhow_like {
                      stop that one, or {setting}"
                 ),
                 EngineError::Store(StoreError::Io(io)) => format!("{}; {setting}", io_reason(&io)),
+                // Anything else the store says about the directory (e.g. a corrupt log).
+                EngineError::Store(other) => other.to_string(),
                 other => return Error::Engine(other),
             };
             Error::DataDir {
