@@ -26,8 +26,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Transactions held in memory at once; past it, submits get 503 (retry later).
     pub active_max: usize,
-    /// Prefix of every gid this server generates (`newGid`).
-    pub node_name: String,
+    /// The node name this server must have. A new data directory records it (with a random
+    /// incarnation) as the coordinator's identity; a directory created under another name is
+    /// refused. `None`: the stored name, or `tandem` for a new directory. Generated gids and
+    /// XA xids are built from the stored identity.
+    pub node_name: Option<String>,
     /// When set, every API (native, DTM-compatible, dashboard data) requires
     /// `Authorization: Bearer <token>`.
     pub auth_token: Option<Secret>,
@@ -65,13 +68,13 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "listen", env: "TANDEM_LISTEN", default: "127.0.0.1:36789", what: "address and port to serve on (flag --listen)" },
     Setting { key: "data_dir", env: "TANDEM_DATA_DIR", default: "./tandem-data", what: "directory of the embedded store, created if missing; one server at a time (flag --data-dir)" },
     Setting { key: "body_bytes_max", env: "TANDEM_BODY_BYTES_MAX", default: "1048576", what: "largest request body in bytes; larger ones get 413 (flag --body-bytes-max)" },
-    Setting { key: "branches_max", env: "TANDEM_BRANCHES_MAX", default: "256", what: "most branches of one transaction: a saga step is 2 branches (action + compensation), so 256 = 128 steps" },
+    Setting { key: "branches_max", env: "TANDEM_BRANCHES_MAX", default: "256", what: "most branches of one transaction, as users count them: saga steps, 2PC participants, TCC branches, message deliveries" },
     Setting { key: "allowed_hosts", env: "TANDEM_ALLOWED_HOSTS", default: "unset (any host)", what: "branch URLs must name one of these hosts (`host` or `host:port`; comma-separated in the variable)" },
     Setting { key: "request_timeout_ms", env: "TANDEM_REQUEST_TIMEOUT_MS", default: "30000", what: "timeout of one branch call when the transaction sets none" },
     Setting { key: "wait_result_max_ms", env: "TANDEM_WAIT_RESULT_MAX_MS", default: "30000", what: "longest a `wait_result` request waits; then /v1 answers 202 with where the transaction is, the DTM API 425 ONGOING" },
     Setting { key: "shutdown_grace_ms", env: "TANDEM_SHUTDOWN_GRACE_MS", default: "10000", what: "on SIGTERM/SIGINT, how long requests and branch calls in flight may finish (in all, once)" },
     Setting { key: "active_max", env: "TANDEM_ACTIVE_MAX", default: "100000", what: "transactions held in memory at once; past it, new ones get 503 busy" },
-    Setting { key: "node_name", env: "TANDEM_NODE_NAME", default: "tandem", what: "prefix of the gids this server generates" },
+    Setting { key: "node_name", env: "TANDEM_NODE_NAME", default: "unset (the name the data directory was created with; `tandem` for a new one)", what: "the node name this server must have: a new data directory records it, one created under another name is refused; generated gids and XA ids start with it" },
     Setting { key: "auth_token", env: "TANDEM_AUTH_TOKEN", default: "unset", what: "require `Authorization: Bearer <token>` on `/v1`, `/api/...` and `/metrics`; `tandem tx --server` sends it from the same variable" },
     Setting { key: "metrics_public", env: "TANDEM_METRICS_PUBLIC", default: "false", what: "leave `/metrics` open when a token is set" },
     Setting { key: "ping_public", env: "TANDEM_PING_PUBLIC", default: "false", what: "leave `/api/ping` open when a token is set" },
@@ -142,7 +145,7 @@ impl Default for ServerConfig {
             wait_result_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             active_max: 100_000,
-            node_name: "tandem".into(),
+            node_name: None,
             auth_token: None,
             metrics_public: false,
             ping_public: false,
@@ -294,7 +297,7 @@ impl ServerConfig {
             self.active_max = v;
         }
         if let Some(v) = layer.node_name {
-            self.node_name = v;
+            self.node_name = Some(v).filter(|n| !n.is_empty());
         }
         if let Some(v) = layer.auth_token {
             self.auth_token = Some(v).filter(|t| !t.0.is_empty());
@@ -351,7 +354,7 @@ mod tests {
         let cfg = ServerConfig::default().apply(file).apply(env).apply(flags);
         assert_eq!(cfg.listen, SocketAddr::from(([127, 0, 0, 1], 1000)));
         assert_eq!(cfg.body_bytes_max, 20);
-        assert_eq!(cfg.node_name, "flag");
+        assert_eq!(cfg.node_name.as_deref(), Some("flag"));
         assert_eq!(cfg.allowed_hosts, Some(vec!["svc".to_string()]));
         assert_eq!(cfg.data_dir, PathBuf::from("./tandem-data"));
         assert!(

@@ -17,6 +17,7 @@ pub mod config;
 pub mod dashboard;
 pub mod dtm;
 pub mod error;
+pub mod health;
 pub mod http_transport;
 pub mod metrics;
 pub mod net_error;
@@ -61,6 +62,10 @@ pub async fn open_coordinator(
             request_timeout: cfg.request_timeout,
             node_name: cfg.node_name.clone(),
             stuck_after: cfg.stuck_after,
+            limits: tandem_core::Limits {
+                branches_max: cfg.branches_max,
+                ..tandem_core::Limits::default()
+            },
             ..EngineConfig::default()
         })
         .redb_config(RedbConfig::default())
@@ -93,7 +98,7 @@ fn tx_span(tx: &tandem_core::Transaction) -> otlp::Span {
     }
 }
 
-/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, `/metrics`, the dashboard at `/`; the
+/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, `/metrics`, `/health/*`, the dashboard at `/`; the
 /// body limit, trace-context capture and (when configured) the bearer-token check.
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.body_bytes_max;
@@ -101,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1::routes())
         .merge(dtm::routes())
         .merge(dashboard::routes())
+        .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -141,7 +147,7 @@ pub async fn serve_on(
             &coord,
             url.clone(),
             cfg.alert_attempts_max,
-            cfg.node_name.clone(),
+            coord.identity().node.clone(),
         );
     }
     let grace = cfg.shutdown_grace;
@@ -169,8 +175,17 @@ pub async fn serve_on(
     });
     let server = tokio::spawn(async move { server.await });
     // Once shutdown starts, requests and branch calls in flight share one grace period:
-    // the requests' drain and the engine's drain end by the same deadline.
-    let _ = stopped_rx.await;
+    // the requests' drain and the engine's drain end by the same deadline. If the log fails
+    // first, the coordinator has stopped acting (fail-stop): stop serving at once and report
+    // it, so the process exits and its supervisor restarts it from the log.
+    tokio::select! {
+        _ = stopped_rx => {}
+        why = coord.failed() => {
+            tracing::error!(reason = %why, "the log failed: not ready, exiting so a restart recovers from the log");
+            server.abort();
+            return Err(anyhow_like::Error::Failed(why));
+        }
+    }
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
@@ -215,6 +230,9 @@ pub mod anyhow_like {
         Io(#[from] std::io::Error),
         #[error(transparent)]
         Engine(#[from] EngineError),
+        /// The log failed while serving (fail-stop); restart to recover from it.
+        #[error("the log failed ({0}); restart to recover from the log")]
+        Failed(String),
     }
 
     /// `permission denied`, `not a directory`, ...: the kind in words, else the error.
