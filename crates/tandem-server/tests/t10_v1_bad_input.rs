@@ -194,7 +194,12 @@ async fn every_client_mistake_is_a_named_4xx() {
     assert_eq!(post_json("/v1/sagas", four).await.status, 200);
     let many = json!({"steps": [step, step, step, step, step]});
     let a = post_json("/v1/sagas", many).await;
-    assert_error(&a, 400, "too_many_branches", "5 steps; the limit is 4");
+    assert_error(
+        &a,
+        400,
+        "too_many_branches",
+        "5 steps; the limit is 4 (branches_max)",
+    );
     let a = post_json(
         "/v1/sagas",
         json!({"steps": [{"action": "ftp://127.0.0.1/a", "compensate": ok}]}),
