@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub scheduler_poll: Duration,
     /// How many due transactions one look claims at most.
     pub claim_batch: usize,
+    /// Finished transactions are deleted this long after they ended; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +49,7 @@ impl Default for EngineConfig {
             evict_after: Duration::from_secs(1),
             scheduler_poll: Duration::from_secs(1),
             claim_batch: 256,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }

@@ -56,12 +56,21 @@ pub struct EngineStats {
     pub calls: u64,
     pub call_retries: u64,
     pub recovered: u64,
-    /// Unfinished transactions: running in memory or waiting in the store (refreshed from the
-    /// store about every `scheduler_poll`).
-    pub active: usize,
-    /// Transactions driven in memory right now (bounded by `active_max`).
+    /// Transactions driven in memory right now (bounded by `active_max`); the unfinished ones
+    /// and the parked ones, most of which wait in the store, are [`Coordinator::counts`].
     pub running: usize,
     pub store: StoreStats,
+}
+
+/// How many transactions are where: [`Coordinator::counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Not final: running in memory or waiting in the store.
+    pub unfinished: u64,
+    /// Of those, parked for an operator.
+    pub parked: u64,
+    /// Driven in memory right now (bounded by `active_max`).
+    pub running: u64,
 }
 
 /// Called with every transaction as it ends (e.g. to export its trace span). Must be quick:
@@ -212,7 +221,9 @@ impl CoordinatorBuilder {
         c.recover().await?;
         let mut tasks = vec![
             tokio::spawn(watch_store(c.shared.clone())),
+            tokio::spawn(rejoin(c.clone())),
             tokio::spawn(crate::scheduler::run(c.shared.clone())),
+            tokio::spawn(crate::retention::run(c.shared.clone())),
         ];
         if !c.in_doubt.resources.is_empty() {
             tasks.push(tokio::spawn(recovery::periodic(
@@ -249,6 +260,46 @@ async fn identity(store: &dyn Store, wanted: Option<&str>, rng: &dyn Rng) -> Res
         }
     }
     Ok(held)
+}
+
+/// After a shared store's lease lapsed and was regained (its epoch moved on), every driver of
+/// the old epoch has left (they check before every call and write); claim again what this node
+/// still owns and held when it lost the lease — resumed from the log, as after a restart.
+async fn rejoin(c: Coordinator) {
+    let shared = c.shared.clone();
+    let mut phase = shared.watch_phase();
+    let mut epoch = shared.store.epoch();
+    let mut lapsed = false;
+    loop {
+        if *phase.borrow() != Phase::Run {
+            return;
+        }
+        let valid = shared.store.lease_valid();
+        if !valid && !lapsed {
+            lapsed = true;
+            tracing::warn!("the store's lease lapsed (or it is unreachable): acting on nothing until it is back");
+        }
+        let now_epoch = shared.store.epoch();
+        if valid && now_epoch != epoch {
+            match c.recover().await {
+                Ok(()) => {
+                    tracing::info!("the store's lease is back: resumed what this node still owns");
+                    epoch = now_epoch;
+                    lapsed = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rejoining after a lapsed lease failed; trying again")
+                }
+            }
+        } else if valid {
+            lapsed = false;
+        }
+        tokio::select! {
+            biased;
+            changed = phase.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(shared.config.health_poll) => {}
+        }
+    }
 }
 
 /// Notices a store that failed on its own (no driver's write saw it) and enters fail-stop.
@@ -363,6 +414,7 @@ impl Coordinator {
     /// answers are not logged). What waits in the store is the scheduler's, when it is due.
     async fn recover(&self) -> Result<()> {
         let shared = &self.shared;
+        let epoch = shared.store.epoch();
         let active = shared
             .store
             .claim_due(Timestamp(0), shared.config.claim_batch, true)
@@ -372,12 +424,10 @@ impl Coordinator {
             shared.metrics.recovery(RecoveryAction::Resumed, 1);
             // Forced: these were running when the node stopped, so they fit (a lower
             // active_max since then is caught up with as they end).
-            let _ = Driver::spawn(shared, c.tx, c.fence, Event::Resume, true);
+            let _ = Driver::spawn(shared, c.tx, c.fence, epoch, Event::Resume, true);
         }
-        let unfinished = shared.store.count_unfinished().await?;
-        shared.unfinished.store(unfinished, Ordering::Relaxed);
         if n > 0 {
-            tracing::info!(transactions = n, waiting = unfinished, "recovery resumed what was running");
+            tracing::info!(transactions = n, "recovery resumed what was running");
         }
         Ok(())
     }
@@ -428,7 +478,8 @@ impl Coordinator {
         let accepted = (wait != Wait::Outcome).then(|| Outcome::of(&tx));
         let tx_span = span_of(&tx);
         // A new transaction starts under fence 1 (shared stores insert it owned by this node).
-        let driver = Driver::new(tx, gid, self.shared.clone(), inbox, 1);
+        let epoch = self.shared.store.epoch();
+        let driver = Driver::new(tx, gid, self.shared.clone(), inbox, 1, epoch);
         tokio::spawn(
             driver
                 .run(Event::Start, Some(started_tx), waiter)
@@ -547,11 +598,12 @@ impl Coordinator {
             // A driver may just have ended with an unforced record: make it durable, so the
             // claim below sees the newest state and never revives a finished transaction.
             self.shared.store.flush().await?;
+            let epoch = self.shared.store.epoch();
             match self.shared.store.claim(gid).await? {
                 tandem_store::Claim::Missing => return Err(EngineError::NotFound(gid.to_string())),
                 tandem_store::Claim::Busy { owner } => {
-                    let until = *busy_until
-                        .get_or_insert_with(|| tokio::time::Instant::now() + BUSY_WAIT);
+                    let until =
+                        *busy_until.get_or_insert_with(|| tokio::time::Instant::now() + BUSY_WAIT);
                     if tokio::time::Instant::now() >= until {
                         return Err(EngineError::OwnedElsewhere { owner });
                     }
@@ -566,7 +618,7 @@ impl Coordinator {
                 }
                 tandem_store::Claim::Got(c) => {
                     let first = if c.resume { Event::Resume } else { Event::Tick };
-                    match Driver::spawn(&self.shared, c.tx, c.fence, first, false) {
+                    match Driver::spawn(&self.shared, c.tx, c.fence, epoch, first, false) {
                         Ok(()) | Err(Claim::Active) => {}
                         Err(Claim::Full { active, limit }) => {
                             return Err(EngineError::Busy { active, limit })
@@ -621,10 +673,21 @@ impl Coordinator {
             calls: t.calls,
             call_retries: t.call_retries,
             recovered: t.recovered,
-            active: self.shared.unfinished.load(Ordering::Relaxed) as usize,
             running: self.shared.registry.len(),
             store: self.shared.store.stats(),
         }
+    }
+
+    /// Unfinished and parked transactions, wherever they are (memory or store), and how many
+    /// are running in memory.
+    pub async fn counts(&self) -> Result<Counts> {
+        self.shared.check_failed()?;
+        let c = self.shared.store.counts().await?;
+        Ok(Counts {
+            unfinished: c.unfinished,
+            parked: c.parked,
+            running: self.shared.registry.len() as u64,
+        })
     }
 
     /// The live counters and histograms (for `/metrics`).

@@ -80,8 +80,6 @@ pub(crate) struct Driver {
     headers: Arc<Vec<(String, String)>>,
     /// 2PC: the commit decision is known to be durable.
     decided: bool,
-    /// This driver counts its transaction in the parked gauge.
-    parked_counted: bool,
     /// The fence every write carries (shared stores; see the module doc).
     fence: u64,
     /// What the newest write said of the transaction's standing, if known.
@@ -92,6 +90,9 @@ pub(crate) struct Driver {
     step_due: Due,
     /// Since when the driver has had nothing to do (see the module doc).
     idle_since: Option<Instant>,
+    /// The store's lease epoch when this driver took the transaction: once it changes,
+    /// another node may own it, so this driver leaves.
+    epoch: u64,
     /// What this driver last logged of a wide transaction (see the module doc).
     shadow: Option<Shadow>,
     /// The transaction's heuristic outcome has been counted and alerted.
@@ -107,6 +108,7 @@ impl Driver {
         shared: Arc<Shared>,
         inbox: mpsc::Receiver<Control>,
         fence: u64,
+        epoch: u64,
     ) -> Self {
         let headers = Arc::new(tx.options.branch_headers.clone());
         let decided = tx.kind == TxKind::TwoPc && tx.status != TxStatus::Prepared;
@@ -126,12 +128,12 @@ impl Driver {
             waiters: Vec::new(),
             headers,
             decided,
-            parked_counted: false,
             fence,
             persisted_due: None,
             unsynced: false,
             step_due: Due::Active,
             idle_since: None,
+            epoch,
             shadow,
             heuristic_reported,
             call_log: Default::default(),
@@ -146,6 +148,7 @@ impl Driver {
         shared: &Arc<Shared>,
         tx: Transaction,
         fence: u64,
+        epoch: u64,
         first: Event,
         force: bool,
     ) -> Result<(), Claim> {
@@ -156,7 +159,7 @@ impl Driver {
             other => return Err(other),
         }
         let span = span_of(&tx);
-        let driver = Driver::new(tx, gid, shared.clone(), inbox, fence);
+        let driver = Driver::new(tx, gid, shared.clone(), inbox, fence, epoch);
         tokio::spawn(tracing::Instrument::instrument(
             driver.run(first, None, None),
             span,
@@ -164,13 +167,10 @@ impl Driver {
         Ok(())
     }
 
-    /// Keeps the parked gauge in step with the transaction.
-    fn track(&mut self) {
-        let parked = self.tx.parked.is_some() && !self.tx.is_final();
-        if parked != self.parked_counted {
-            self.shared.metrics.parked_gauge(parked);
-            self.parked_counted = parked;
-        }
+    /// Whether this driver may still act for its transaction: the lease is valid and has not
+    /// lapsed since the driver took the transaction.
+    fn may_act(&self) -> bool {
+        self.shared.store.lease_valid() && self.shared.store.epoch() == self.epoch
     }
 
     /// When the transaction counts as stuck, if it is not parked already.
@@ -236,9 +236,6 @@ impl Driver {
         if ok {
             self.event_loop().await;
         }
-        if self.parked_counted {
-            self.shared.metrics.parked_gauge(false);
-        }
         self.shared.registry.remove(&self.gid);
         // Answer whatever reached the inbox before it closed, so nobody waits on a driver
         // that is gone (they would otherwise fall back to the log).
@@ -276,7 +273,7 @@ impl Driver {
             // A shared store whose lease may have lapsed: another node may take anything over
             // now, so nothing more is called or written here (the coordinator reloads what it
             // still owns once the lease is back).
-            if !self.shared.store.lease_valid() {
+            if !self.may_act() {
                 return;
             }
             let now = self.shared.clock.now();
@@ -441,7 +438,6 @@ impl Driver {
         let now = self.shared.clock.now();
         let cmds = self.tx.apply(event, now)?;
         let result = self.execute(cmds).await;
-        self.track();
         if let Err(e) = &result {
             match e {
                 EngineError::Refused(_) => {}
@@ -568,6 +564,7 @@ impl Driver {
             .map(Duration::from_millis)
             .unwrap_or(self.shared.config.request_timeout);
         let shared = self.shared.clone();
+        let epoch = self.epoch;
         let span =
             tracing::debug_span!("branch_call", branch_id = %b.branch_id, op = b.op.as_str());
         self.calls.push(Box::pin(tracing::Instrument::instrument(
@@ -576,7 +573,8 @@ impl Driver {
                 // and the call then goes ahead so the answer is not lost.
                 let _permit = shared.call_permits.clone().acquire_owned().await;
                 let at = shared.clock.now();
-                if !shared.healthy() || !shared.store.lease_valid() {
+                let may = shared.store.lease_valid() && shared.store.epoch() == epoch;
+                if !shared.healthy() || !may {
                     // Fail-stop, or a lapsed lease: nothing is sent (the driver is leaving).
                     let why = "not sent: the coordinator may not act now".to_string();
                     return (branch, CallOutcome::Error(why).into(), at, 0);

@@ -9,7 +9,7 @@
 //!
 //! It holds nothing itself: the store's due index is the truth, so a restart or another node
 //! finds the same work. A full registry (too much running) makes it wait for room instead of
-//! loading more.
+//! loading more. While a shared store's lease is not valid it claims nothing.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,11 +30,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if *phase.borrow() != Phase::Run {
             return;
         }
-        let wait = match pass(&shared).await {
-            Ok(wait) => wait,
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduler: cannot read the store; trying again");
-                shared.config.scheduler_poll
+        let wait = if !shared.store.lease_valid() {
+            shared.config.health_poll
+        } else {
+            match pass(&shared).await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler: cannot read the store; trying again");
+                    shared.config.scheduler_poll
+                }
             }
         };
         tokio::select! {
@@ -59,20 +63,20 @@ async fn pass(shared: &Arc<Shared>) -> Result<Duration, tandem_store::StoreError
         }
         let limit = room.min(shared.config.claim_batch.max(1));
         let now = shared.clock.now();
+        let epoch = shared.store.epoch();
         let due = shared.store.claim_due(now, limit, false).await?;
         let n = due.len();
         let mut started = 0;
         for c in due {
             let first = if c.resume { Event::Resume } else { Event::Tick };
             // Already driven here (an event loaded it meanwhile): nothing to do.
-            started += usize::from(Driver::spawn(shared, c.tx, c.fence, first, false).is_ok());
+            let spawned = Driver::spawn(shared, c.tx, c.fence, epoch, first, false);
+            started += usize::from(spawned.is_ok());
         }
         if n < limit || started == 0 {
             break;
         }
     }
-    let unfinished = shared.store.count_unfinished().await?;
-    shared.unfinished.store(unfinished, Ordering::Relaxed);
     let now = shared.clock.now();
     let next = shared.store.next_due().await?;
     let wait = match next {

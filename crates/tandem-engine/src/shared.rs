@@ -64,8 +64,6 @@ pub(crate) struct Shared {
     pub(crate) scheduler: Notify,
     /// When the scheduler plans to look next (ms of the engine clock).
     pub(crate) scheduler_planned: AtomicU64,
-    /// Unfinished transactions, driven or waiting in the store (refreshed from the store).
-    pub(crate) unfinished: AtomicU64,
 }
 
 /// The parts of [`Shared`] a builder supplies.
@@ -90,7 +88,6 @@ impl Shared {
             failure: Mutex::new(None),
             scheduler: Notify::new(),
             scheduler_planned: AtomicU64::new(u64::MAX),
-            unfinished: AtomicU64::new(0),
             store: p.store,
             transport: p.transport,
             clock: p.clock,
@@ -178,6 +175,11 @@ impl Shared {
     pub(crate) fn accepting(&self) -> Result<(), EngineError> {
         if let Some(why) = self.failure() {
             return Err(EngineError::Failed(why));
+        }
+        if !self.store.lease_valid() {
+            return Err(EngineError::Unavailable(
+                "the shared store is unreachable, or this node's lease on it lapsed; it resumes by itself when the store is back".into(),
+            ));
         }
         match self.phase() {
             Phase::Run => Ok(()),

@@ -401,9 +401,17 @@ async fn t31_a_waiting_saga_runs_at_its_time_after_reopen() {
     let calls_before = a.calls("r2").len();
     let c = open(dir.path(), &a, &b).await;
     assert_eq!(c.stats().recovered, 0, "it was waiting, not running");
-    assert_eq!(c.stats().active, 1, "but it counts as unfinished");
+    assert_eq!(
+        c.counts().await.unwrap().unfinished,
+        1,
+        "but it counts as unfinished"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(a.calls("r2").len(), calls_before, "not called before its time");
+    assert_eq!(
+        a.calls("r2").len(),
+        calls_before,
+        "not called before its time"
+    );
     let mut status = TxStatus::Submitted;
     for _ in 0..100 {
         status = c.get("r2").await.unwrap().unwrap().status;
@@ -423,7 +431,11 @@ async fn t31_a_running_saga_resumes_at_once_after_reopen() {
     let (a, b) = (Scripted::new(), Scripted::new());
     {
         let c = open(dir.path(), &a, &b).await;
-        a.answers("r3", "action", vec![Err(BranchError::Transient("slow".into()))]);
+        a.answers(
+            "r3",
+            "action",
+            vec![Err(BranchError::Transient("slow".into()))],
+        );
         a.delay("r3", Duration::from_secs(30));
         c.saga("r3").step("a", "1").submit().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;

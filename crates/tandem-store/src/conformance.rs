@@ -505,9 +505,13 @@ async fn concurrent_writers<B: Backend>(dir: &Path) {
         "list",
     );
     assert_eq!(listed.items.len(), want.len(), "every gid listed once");
-    assert_eq!(unfinished_gids(&*s).await.len(), want.len(), "all unfinished");
     assert_eq!(
-        ok(s.count_unfinished().await, "count") as usize,
+        unfinished_gids(&*s).await.len(),
+        want.len(),
+        "all unfinished"
+    );
+    assert_eq!(
+        ok(s.counts().await, "counts").unfinished as usize,
         want.len(),
         "counted"
     );
@@ -756,10 +760,23 @@ async fn due_index<B: Backend>(dir: &Path) {
     let rec = |gid: &str, v: u64, status: TxStatus| make_rec(gid, v, tcc, status, false, 10);
     let writes = [
         with_due(rec("d-active", 1, TxStatus::Prepared), Due::Active),
-        with_due(rec("d-100", 1, TxStatus::Prepared), Due::Idle(Some(Timestamp(100)))),
-        with_due(rec("d-50", 1, TxStatus::Submitted), Due::Idle(Some(Timestamp(50)))),
+        with_due(
+            rec("d-100", 1, TxStatus::Prepared),
+            Due::Idle(Some(Timestamp(100))),
+        ),
+        with_due(
+            rec("d-50", 1, TxStatus::Submitted),
+            Due::Idle(Some(Timestamp(50))),
+        ),
         with_due(rec("d-never", 1, TxStatus::Prepared), Due::Idle(None)),
-        with_due(rec("d-done", 1, TxStatus::Succeeded), Due::Idle(Some(Timestamp(1)))),
+        with_due(
+            rec("d-done", 1, TxStatus::Succeeded),
+            Due::Idle(Some(Timestamp(1))),
+        ),
+        with_due(
+            make_rec("d-parked", 1, tcc, TxStatus::Submitted, true, 10),
+            Due::Idle(None),
+        ),
     ];
     for w in writes {
         ok(s.write(w, true).await, "write");
@@ -783,23 +800,41 @@ async fn due_index<B: Backend>(dir: &Path) {
     );
     let at_start = ok(s.claim_due(Timestamp(100), 10, true).await, "due");
     assert_eq!(gids(at_start.clone()), ["d-active", "d-50", "d-100"]);
-    assert!(at_start[0].resume && !at_start[1].resume, "active ones are resumed");
-    assert_eq!(ok(s.count_unfinished().await, "count"), 4);
+    assert!(
+        at_start[0].resume && !at_start[1].resume,
+        "active ones are resumed"
+    );
+    assert_eq!(
+        ok(s.counts().await, "counts"),
+        crate::Counts {
+            unfinished: 5,
+            parked: 1
+        }
+    );
     // A newer version moves it in the index; ending it takes it out.
     ok(
-        s.write(with_due(rec("d-50", 2, TxStatus::Submitted), Due::Idle(Some(Timestamp(500)))), true)
-            .await,
+        s.write(
+            with_due(
+                rec("d-50", 2, TxStatus::Submitted),
+                Due::Idle(Some(Timestamp(500))),
+            ),
+            true,
+        )
+        .await,
         "move",
     );
     let mut fin = make_tx("d-100", 2, tcc, TxStatus::Succeeded, false, 10);
     fin.finished_at = Some(Timestamp(60));
-    ok(s.write(ok(Record::from_tx(&fin), "encode"), true).await, "end");
+    ok(
+        s.write(ok(Record::from_tx(&fin), "encode"), true).await,
+        "end",
+    );
     assert_eq!(
         gids(ok(s.claim_due(Timestamp(499), 10, false).await, "due")),
         Vec::<String>::new()
     );
     assert_eq!(ok(s.next_due().await, "next_due"), Some(Timestamp(500)));
-    assert_eq!(ok(s.count_unfinished().await, "count"), 3);
+    assert_eq!(ok(s.counts().await, "counts").unfinished, 4);
     match ok(s.claim("d-never").await, "claim") {
         Claim::Got(c) => assert!(!c.resume && c.tx.gid == "d-never"),
         other => panic!("claim d-never: {other:?}"),
@@ -808,13 +843,27 @@ async fn due_index<B: Backend>(dir: &Path) {
         Claim::Got(c) => assert!(c.resume, "an active record is resumed"),
         other => panic!("claim d-active: {other:?}"),
     }
-    assert!(matches!(ok(s.claim("d-missing").await, "claim"), Claim::Missing));
+    assert!(matches!(
+        ok(s.claim("d-missing").await, "claim"),
+        Claim::Missing
+    ));
     ok(s.close().await, "close");
     drop(s);
     if B::DURABLE {
         let s = B::open(dir);
-        assert_eq!(ok(s.next_due().await, "next_due"), Some(Timestamp(500)), "after reopen");
-        assert_eq!(ok(s.count_unfinished().await, "count"), 3, "after reopen");
+        assert_eq!(
+            ok(s.next_due().await, "next_due"),
+            Some(Timestamp(500)),
+            "after reopen"
+        );
+        assert_eq!(
+            ok(s.counts().await, "counts"),
+            crate::Counts {
+                unfinished: 4,
+                parked: 1
+            },
+            "after reopen"
+        );
         ok(s.close().await, "close");
     }
 }
@@ -823,9 +872,19 @@ async fn due_index<B: Backend>(dir: &Path) {
 async fn retention<B: Backend>(dir: &Path) {
     let s = B::open(dir);
     for i in 0..25u64 {
-        let mut tx = make_tx(&format!("r-{i:02}"), 1, TxKind::Saga, TxStatus::Succeeded, false, i);
+        let mut tx = make_tx(
+            &format!("r-{i:02}"),
+            1,
+            TxKind::Saga,
+            TxStatus::Succeeded,
+            false,
+            i,
+        );
         tx.finished_at = Some(Timestamp(1_000 + i));
-        ok(s.write(ok(Record::from_tx(&tx), "encode"), false).await, "write");
+        ok(
+            s.write(ok(Record::from_tx(&tx), "encode"), false).await,
+            "write",
+        );
     }
     ok(s.write(saga("r-open", 1), true).await, "open one");
     ok(s.flush().await, "flush");
@@ -856,7 +915,11 @@ async fn retention<B: Backend>(dir: &Path) {
             "{gid} after retention"
         );
     }
-    assert_eq!(version_of(&s, "r-open").await, Some(1), "unfinished ones stay");
+    assert_eq!(
+        version_of(&s, "r-open").await,
+        Some(1),
+        "unfinished ones stay"
+    );
     assert_eq!(s.stats().purged, 20);
     ok(s.close().await, "close");
 }

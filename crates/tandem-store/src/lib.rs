@@ -88,7 +88,9 @@ pub enum StoreError {
     #[error("transaction {gid} exists already")]
     Exists { gid: String },
     /// Another live node already uses this node name (shared stores).
-    #[error("node name {name:?} is in use by a live coordinator; give this one another --node-name")]
+    #[error(
+        "node name {name:?} is in use by a live coordinator; give this one another --node-name"
+    )]
     NodeInUse { name: String },
     /// A shared store cannot be reached, or the node's lease on it lapsed: nothing is certain
     /// until it is back (the engine then reloads what it owns).
@@ -142,12 +144,23 @@ pub struct Claimed {
     pub resume: bool,
 }
 
+/// What [`Store::counts`] answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Transactions not final.
+    pub unfinished: u64,
+    /// Of those, the ones parked for an operator.
+    pub parked: u64,
+}
+
 /// What [`Store::claim`] found.
 #[derive(Debug, Clone)]
 pub enum Claim {
-    Got(Claimed),
+    Got(Box<Claimed>),
     /// Another live node drives it right now; ask again shortly.
-    Busy { owner: String },
+    Busy {
+        owner: String,
+    },
     Missing,
 }
 
@@ -286,9 +299,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due(&self, now: Timestamp, limit: usize, active: bool) -> Result<Vec<Claimed>>;
     /// When the earliest idle transaction is due, if any (the scheduler sleeps until then).
     async fn next_due(&self) -> Result<Option<Timestamp>>;
-    /// How many transactions are unfinished — driven or waiting in the store. May trail the
-    /// newest writes by a moment.
-    async fn count_unfinished(&self) -> Result<u64>;
+    /// How many transactions are unfinished, and how many of those parked — driven or
+    /// waiting in the store.
+    async fn counts(&self) -> Result<Counts>;
     /// Deletes up to `limit` final transactions that finished before `before`; returns how
     /// many it deleted.
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize>;

@@ -14,7 +14,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use tandem_core::{Identity, Timestamp, Transaction};
 
-use crate::{Claim, Claimed, Due, ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
+use crate::{
+    Claim, Claimed, Counts, Due, ListQuery, Page, Record, Result, Store, StoreError, StoreStats,
+};
 
 /// A [`Store`] that keeps everything in process memory.
 #[derive(Debug, Default)]
@@ -79,11 +81,11 @@ impl Store for MemoryStore {
         let rec = self.map()?.get(gid).cloned();
         Ok(match rec {
             None => Claim::Missing,
-            Some(r) => Claim::Got(Claimed {
+            Some(r) => Claim::Got(Box::new(Claimed {
                 resume: !r.is_final() && r.due == Due::Active,
                 tx: r.decode()?,
                 fence: r.fence,
-            }),
+            })),
         })
     }
 
@@ -123,8 +125,15 @@ impl Store for MemoryStore {
             .min())
     }
 
-    async fn count_unfinished(&self) -> Result<u64> {
-        Ok(self.map()?.values().filter(|r| !r.is_final()).count() as u64)
+    async fn counts(&self) -> Result<Counts> {
+        let map = self.map()?;
+        let open = map.values().filter(|r| !r.is_final());
+        let (mut unfinished, mut parked) = (0, 0);
+        for r in open {
+            unfinished += 1;
+            parked += u64::from(r.parked);
+        }
+        Ok(Counts { unfinished, parked })
     }
 
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize> {

@@ -7,11 +7,12 @@
 //!   every transaction whose newest version is not final — the scheduler's index;
 //! - `finished`: finished ms (u64 BE) ++ gid → (), for every final one — retention's index;
 //! - `by_created`: created ms (u64 BE) ++ gid → (), so a reverse range scan lists newest first;
-//! - `meta`: `"format_version"`, `"checkpoint_lsn"`, `"unfinished"` (how many `due` holds);
+//! - `meta`: `"format_version"`, `"checkpoint_lsn"`, `"unfinished"` (how many `due` holds) and
+//!   `"parked"` (how many of those are parked);
 //! - `identity`: the coordinator this store belongs to (written once, at its first start).
 //!
 //! Invariants: an upsert never replaces a version with an older one (so replays are
-//! harmless), and `due`/`finished`/`by_created`/`"unfinished"` always agree with `tx`. The applier commits with
+//! harmless), and `due`/`finished`/`by_created` and the counts always agree with `tx`. The applier commits with
 //! `Durability::None` (cheap: the log already holds the records) and, every `checkpoint_ms` or
 //! `checkpoint_bytes`, commits `checkpoint_lsn` with `Durability::Immediate`, which makes every
 //! earlier commit durable too; only then are log segments wholly at or below it deleted.
@@ -71,18 +72,15 @@ pub(crate) fn split_key(key: &[u8]) -> Option<(u64, &str)> {
     Some((u64::from_be_bytes(ms), std::str::from_utf8(&key[8..]).ok()?))
 }
 
-/// Adds `delta` to the `"unfinished"` count in `meta`.
-pub(crate) fn add_unfinished(wtx: &WriteTransaction, delta: i64) -> Result<()> {
+/// Adds `delta` to the count `key` (`"unfinished"`, `"parked"`) in `meta`.
+pub(crate) fn add_count(wtx: &WriteTransaction, key: &str, delta: i64) -> Result<()> {
     if delta == 0 {
         return Ok(());
     }
     let mut meta = wtx.open_table(META).map_err(redb_err)?;
-    let n = meta
-        .get("unfinished")
-        .map_err(redb_err)?
-        .map_or(0, |v| v.value());
+    let n = meta.get(key).map_err(redb_err)?.map_or(0, |v| v.value());
     let n = n.saturating_add_signed(delta);
-    meta.insert("unfinished", n).map_err(redb_err)?;
+    meta.insert(key, n).map_err(redb_err)?;
     Ok(())
 }
 
@@ -106,6 +104,7 @@ pub(crate) fn upsert<'a>(
     let mut finished = wtx.open_table(FINISHED).map_err(redb_err)?;
     let mut by_created = wtx.open_table(BY_CREATED).map_err(redb_err)?;
     let mut unfinished_delta = 0i64;
+    let mut parked_delta = 0i64;
     // Key order keeps consecutive inserts on neighbouring b-tree pages.
     let mut newest: Vec<(&'a str, &'a Record)> = newest.into_iter().collect();
     newest.sort_unstable_by_key(|(gid, _)| *gid);
@@ -143,6 +142,7 @@ pub(crate) fn upsert<'a>(
                 due.remove(created_key(old_head.due_key, gid).as_slice())
                     .map_err(redb_err)?;
                 unfinished_delta -= 1;
+                parked_delta -= i64::from(old_head.parked);
             }
         }
         if old
@@ -163,11 +163,13 @@ pub(crate) fn upsert<'a>(
             due.insert(created_key(rec.due.key(), gid).as_slice(), ())
                 .map_err(redb_err)?;
             unfinished_delta += 1;
+            parked_delta += i64::from(rec.parked);
         }
         held.push((gid, rec.version));
     }
     drop((tx, due, finished, by_created));
-    add_unfinished(wtx, unfinished_delta)?;
+    add_count(wtx, "unfinished", unfinished_delta)?;
+    add_count(wtx, "parked", parked_delta)?;
     Ok(held)
 }
 

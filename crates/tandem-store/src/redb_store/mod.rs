@@ -71,6 +71,9 @@ pub struct RedbConfig {
     pub checkpoint_bytes: u64,
     /// Start a new log segment once the current one reaches this size.
     pub segment_bytes_max: u64,
+    /// Most bytes of redb's page cache (memory does not grow with the table file: a million
+    /// waiting or finished transactions are read from disk when needed).
+    pub cache_bytes: usize,
 }
 
 impl Default for RedbConfig {
@@ -83,6 +86,7 @@ impl Default for RedbConfig {
             checkpoint_ms: 1_000,
             checkpoint_bytes: 64 << 20,
             segment_bytes_max: 64 << 20,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -95,6 +99,7 @@ impl RedbConfig {
         self.checkpoint_ms = self.checkpoint_ms.max(1);
         self.checkpoint_bytes = self.checkpoint_bytes.max(1);
         self.segment_bytes_max = self.segment_bytes_max.max(4096);
+        self.cache_bytes = self.cache_bytes.max(1 << 20);
         self
     }
 }
@@ -227,6 +232,7 @@ impl RedbStore {
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
         let db = Database::builder()
+            .set_cache_size(cfg.cache_bytes)
             .create(dir.join("tandem.redb"))
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_path_buf()),
@@ -377,9 +383,9 @@ impl Store for RedbStore {
         read::next_due(&self.shared, &self.db)
     }
 
-    async fn count_unfinished(&self) -> Result<u64> {
+    async fn counts(&self) -> Result<crate::Counts> {
         self.check_open()?;
-        read::count_unfinished(&self.shared, &self.db)
+        read::counts(&self.shared, &self.db)
     }
 
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize> {

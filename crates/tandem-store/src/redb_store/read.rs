@@ -17,7 +17,7 @@ use tandem_core::{Timestamp, Transaction};
 use super::apply::{split_key, BY_CREATED, DUE, META, TX};
 use super::{redb_err, wal, Shared};
 use crate::query::{newest_first, Plan};
-use crate::{Claim, Claimed, Due, ListQuery, Page, Record, Result};
+use crate::{Claim, Claimed, Counts, Due, ListQuery, Page, Record, Result};
 
 type TxTable = ReadOnlyTable<&'static str, &'static [u8]>;
 
@@ -71,7 +71,7 @@ pub(crate) fn claim(shared: &Shared, db: &Database, gid: &str) -> Result<Claim> 
     let tx = tx_table(db)?;
     Ok(match newest_record(shared, &tx, gid)? {
         None => Claim::Missing,
-        Some(rec) => Claim::Got(claimed(&rec)?),
+        Some(rec) => Claim::Got(Box::new(claimed(&rec)?)),
     })
 }
 
@@ -160,29 +160,34 @@ pub(crate) fn next_due(shared: &Shared, db: &Database) -> Result<Option<Timestam
     Ok(best.map(Timestamp))
 }
 
-/// redb's count, corrected by the overlay's records that redb does not hold yet.
-pub(crate) fn count_unfinished(shared: &Shared, db: &Database) -> Result<u64> {
+/// redb's counts, corrected by the overlay's records that redb does not hold yet.
+pub(crate) fn counts(shared: &Shared, db: &Database) -> Result<Counts> {
     let over: Vec<Arc<Record>> = shared.overlay().values().cloned().collect();
     let rtx = db.begin_read().map_err(redb_err)?;
     let meta = rtx.open_table(META).map_err(redb_err)?;
     let tx = rtx.open_table(TX).map_err(redb_err)?;
-    let mut n = meta
-        .get("unfinished")
-        .map_err(redb_err)?
-        .map_or(0, |v| v.value()) as i64;
+    let get = |k: &str| -> Result<i64> {
+        Ok(meta.get(k).map_err(redb_err)?.map_or(0, |v| v.value()) as i64)
+    };
+    let (mut unfinished, mut parked) = (get("unfinished")?, get("parked")?);
     for o in &over {
         let held = tx
             .get(o.gid.as_str())
             .map_err(redb_err)?
             .map(|v| wal::decode_value_head(&o.gid, v.value()))
             .transpose()?;
-        let counted = held.as_ref().is_some_and(|h| !h.final_);
-        let newer = held.as_ref().is_none_or(|h| h.version < o.version);
-        if newer {
-            n += i64::from(!o.is_final()) - i64::from(counted);
+        if held.as_ref().is_some_and(|h| h.version >= o.version) {
+            continue;
         }
+        let was_open = held.as_ref().is_some_and(|h| !h.final_);
+        let was_parked = held.as_ref().is_some_and(|h| !h.final_ && h.parked);
+        unfinished += i64::from(!o.is_final()) - i64::from(was_open);
+        parked += i64::from(!o.is_final() && o.parked) - i64::from(was_parked);
     }
-    Ok(n.max(0) as u64)
+    Ok(Counts {
+        unfinished: unfinished.max(0) as u64,
+        parked: parked.max(0) as u64,
+    })
 }
 
 pub(crate) fn list(shared: &Shared, db: &Database, q: &ListQuery) -> Result<Page> {

@@ -208,7 +208,7 @@ fn check_tables(db: &Database) -> Result<u64> {
 /// (every open transaction was held by a driver then: `Active`, resumed at start) and
 /// `finished` is built. One transaction, committed with the rest of the open.
 fn migrate_from_1(wtx: &redb::WriteTransaction) -> Result<()> {
-    let mut unfinished = 0u64;
+    let (mut unfinished, mut parked) = (0u64, 0u64);
     {
         let mut tx = wtx.open_table(TX).map_err(redb_err)?;
         let mut due = wtx.open_table(DUE).map_err(redb_err)?;
@@ -231,14 +231,19 @@ fn migrate_from_1(wtx: &redb::WriteTransaction) -> Result<()> {
                 due.insert(apply::created_key(rec.due.key(), &rec.gid).as_slice(), ())
                     .map_err(redb_err)?;
                 unfinished += 1;
+                parked += u64::from(rec.parked);
             }
         }
-        tracing::info!(transactions = recs.len(), "tandem-store: migrated tables from format 1");
+        tracing::info!(
+            transactions = recs.len(),
+            "tandem-store: migrated tables from format 1"
+        );
     }
     wtx.delete_table(OPEN).map_err(redb_err)?;
     let mut meta = wtx.open_table(META).map_err(redb_err)?;
     meta.insert("format_version", TABLES_FORMAT)
         .map_err(redb_err)?;
     meta.insert("unfinished", unfinished).map_err(redb_err)?;
+    meta.insert("parked", parked).map_err(redb_err)?;
     Ok(())
 }

@@ -120,7 +120,9 @@ fn put_fields(rec: &Record, body: &[u8], out: &mut Vec<u8>) {
     out.push(status_code(rec.status));
     out.push(u8::from(rec.parked));
     out.extend_from_slice(&rec.created_at.0.to_le_bytes());
-    let finished = rec.finished_at.map_or(NOT_FINISHED, |t| t.0.min(NOT_FINISHED - 1));
+    let finished = rec
+        .finished_at
+        .map_or(NOT_FINISHED, |t| t.0.min(NOT_FINISHED - 1));
     out.extend_from_slice(&finished.to_le_bytes());
     out.extend_from_slice(&rec.due.key().to_le_bytes());
     out.extend_from_slice(body);
@@ -169,7 +171,10 @@ fn get_fields(gid: String, format: u8, c: &mut Cursor<'_>) -> Result<Record> {
     let (finished_at, due) = if format >= 2 {
         let finished = c.u64()?;
         let due = Due::from_key(c.u64()?);
-        ((finished != NOT_FINISHED).then_some(Timestamp(finished)), due)
+        (
+            (finished != NOT_FINISHED).then_some(Timestamp(finished)),
+            due,
+        )
     } else {
         // Format 1 had neither: the body says when it finished; anything unfinished was
         // held by a driver (every open transaction was, then).
@@ -220,6 +225,7 @@ pub(crate) fn decode_value(gid: &str, bytes: &[u8]) -> Result<Record> {
 pub(crate) struct Head {
     pub version: u64,
     pub final_: bool,
+    pub parked: bool,
     pub created_ms: u64,
     pub finished_ms: Option<u64>,
     pub due_key: u64,
@@ -237,13 +243,14 @@ pub(crate) fn decode_value_head(gid: &str, bytes: &[u8]) -> Result<Head> {
     c.take(1)?;
     let status = c.u8()?;
     let final_ = status_from(status).is_some_and(|s| s.is_final());
-    c.take(1)?;
+    let parked = c.u8()? == 1;
     let created_ms = c.u64()?;
     let finished = c.u64()?;
     let due_key = c.u64()?;
     Ok(Head {
         version,
         final_,
+        parked,
         created_ms,
         finished_ms: (finished != NOT_FINISHED).then_some(finished),
         due_key,
