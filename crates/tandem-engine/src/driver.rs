@@ -57,6 +57,9 @@ pub(crate) fn span_of(tx: &Transaction) -> tracing::Span {
     tracing::debug_span!("tx", gid = %tx.gid, kind = tx.kind.as_str())
 }
 
+/// Most ready answers applied before the owed record is written.
+const SETTLE_MAX: usize = 1024;
+
 /// `950 ms`, `42 s`, `3600 s`: short enough for a reason line.
 fn human(d: Duration) -> String {
     if d < Duration::from_secs(10) {
@@ -86,6 +89,9 @@ pub(crate) struct Driver {
     persisted_due: Option<Due>,
     /// The newest write was not forced (flush before leaving memory).
     unsynced: bool,
+    /// An unforced record is owed: written once the answers that are ready have all been
+    /// applied (a burst of answers costs one write), or by the next forced one.
+    dirty: bool,
     /// The standing the current step's writes record.
     step_due: Due,
     /// Since when the driver has had nothing to do (see the module doc).
@@ -131,6 +137,7 @@ impl Driver {
             fence,
             persisted_due: None,
             unsynced: false,
+            dirty: false,
             step_due: Due::Active,
             idle_since: None,
             epoch,
@@ -205,7 +212,10 @@ impl Driver {
     /// Leaves memory: makes the newest record durable with the transaction's idle standing.
     async fn evict(&mut self) -> Result<(), EngineError> {
         let due = self.idle_due();
-        if self.persisted_due != Some(due) {
+        if self.dirty {
+            self.step_due = due;
+            self.persist(true).await?;
+        } else if self.persisted_due != Some(due) {
             // Only the standing changed (e.g. a timer moved): a record of its own. The engine
             // bumps the version here, outside the core, since the core has nothing to log.
             self.tx.version += 1;
@@ -235,6 +245,12 @@ impl Driver {
         }
         if ok {
             self.event_loop().await;
+        }
+        if self.dirty && self.may_act() && self.shared.healthy() {
+            // The owed unforced record (e.g. a 2PC's end, implied by its decision).
+            if let Err(e) = self.persist(false).await {
+                tracing::warn!(gid = %self.gid, error = %e, "the last unforced record was not written; the log resumes from the one before");
+            }
         }
         self.shared.registry.remove(&self.gid);
         // Answer whatever reached the inbox before it closed, so nobody waits on a driver
@@ -371,6 +387,11 @@ impl Driver {
                     Ok(())
                 }
             };
+            // Apply every answer that is ready now, then write what is owed once.
+            let result = match result {
+                Ok(()) => self.settle().await,
+                e => e,
+            };
             if let Err(e) = result {
                 match e {
                     EngineError::Store(StoreError::Fenced { .. }) => {
@@ -383,6 +404,23 @@ impl Driver {
                 return;
             }
         }
+    }
+
+    /// Applies the answers that are ready without waiting (bounded), then writes the owed
+    /// unforced record, if any.
+    async fn settle(&mut self) -> Result<(), EngineError> {
+        for _ in 0..SETTLE_MAX {
+            match futures::FutureExt::now_or_never(self.calls.next()) {
+                Some(Some((branch, res, at, latency_us))) => {
+                    self.answer(branch, res, at, latency_us).await?
+                }
+                _ => break,
+            }
+        }
+        if self.dirty {
+            self.persist(false).await?;
+        }
+        Ok(())
     }
 
     async fn answer(
@@ -465,7 +503,8 @@ impl Driver {
         };
         for cmd in cmds {
             match cmd {
-                Command::Persist { sync } => self.persist(sync).await?,
+                Command::Persist { sync: true } => self.persist(true).await?,
+                Command::Persist { sync: false } => self.dirty = true,
                 Command::Call { branch } => self.call(branch),
                 Command::Wake { at } => self.wake = Some(at),
                 Command::Park { reason } => {
@@ -521,6 +560,7 @@ impl Driver {
         self.shared.store.write(rec, sync).await?;
         self.persisted_due = Some(self.step_due);
         self.unsynced = !sync;
+        self.dirty = false;
         if deciding {
             self.decided = true;
             fail::fail_point!("2pc-after-decision");
