@@ -1,8 +1,8 @@
 //! How `tandem tx` prints transactions, in text or JSON. Both sources — a data directory
-//! and a running server — are first turned into the server's `/v1` view types, so the two
-//! modes print exactly the same thing.
+//! and a running server — are first turned into the `/v1` wire types (`tandem_client`'s),
+//! so the two modes print exactly the same thing.
 
-use tandem_server::v1::view::{TxSummary, TxView};
+use tandem_client::{TxSummary, TxView};
 
 /// A page of a list: `{"transactions": [...], "next": cursor-or-null}` with `--json`.
 pub fn list(items: &[TxSummary], next: Option<&str>, json: bool) -> anyhow::Result<()> {
