@@ -1,9 +1,10 @@
 //! `tandem`: the command line. Run the server (`serve`), inspect and operate on transactions
-//! (`tx list|show` on a data directory or `--server`, `tx retry|stop --server`) and measure
-//! the coordinator (`bench embedded`). Errors are reported with anyhow; the exit code is
+//! (`tx list|show` on a data directory or `--server`, `tx retry|stop --server`), check a
+//! participant service (`check participant`) and measure the coordinator (`bench ...`). Errors are reported with anyhow; the exit code is
 //! non-zero on any failure.
 
 mod bench;
+mod check;
 mod client;
 mod serve;
 mod tx_cmd;
@@ -36,6 +37,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: tx_cmd::TxCmd,
     },
+    /// Check a participant service against the failures it must survive.
+    Check {
+        #[command(subcommand)]
+        cmd: check::CheckCmd,
+    },
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -54,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Serve(args) => serve::run(args).await,
             Cmd::Tx { cmd } => tx_cmd::run(cmd).await,
             Cmd::Bench { cmd } => bench::run(cmd).await,
+            Cmd::Check { cmd } => check::run(cmd).await,
         }
     })
 }
