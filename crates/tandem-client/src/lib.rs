@@ -11,35 +11,59 @@
 //! server answers it idempotently. Errors say whose mistake they were and whether sending
 //! again can help ([`Error::fault`], [`Error::retryable`]).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), tandem_client::Error> {
-//! use serde_json::json;
-//! use tandem_client::Client;
+//! A complete participant (one account service, on the barrier) and the saga that calls
+//! it — about twenty lines:
 //!
-//! let tandem = Client::builder("http://127.0.0.1:36789")
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//! use axum::{extract::State, routing::post, Json, Router};
+//! use serde_json::{json, Value};
+//! use tandem_participant::axum::{BranchCall, BranchError, Reply};
+//!
+//! type Db = Arc<Mutex<rusqlite::Connection>>;
+//! async fn debit(call: BranchCall, State(db): State<Db>, Json(t): Json<Value>) -> Reply {
+//!     let amount = t["amount"].as_i64().unwrap_or(0);
+//!     let delta = if call.op() == "compensate" { amount } else { -amount };
+//!     call.sqlite(&db, move |tx| match tx.execute(
+//!         "UPDATE account SET balance = balance + ?1 WHERE id = 1 AND balance + ?1 >= 0", [delta])? {
+//!         0 => Err(BranchError::failure("insufficient funds")),
+//!         _ => Ok(()),
+//!     }).await
+//! }
+//!
+//! # async fn demo(db: Db) -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new().route("/debit", post(debit)).with_state(db);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//! let tandem = tandem_client::Client::builder("http://127.0.0.1:36789")
 //!     .token(std::env::var("TANDEM_AUTH_TOKEN").ok())
 //!     .build()?;
-//! let out = tandem
-//!     .saga()
-//!     .gid("transfer-42")
-//!     .step("http://bank-a/debit", "http://bank-a/undo-debit", json!({"amount": 30}))
+//! let out = tandem.saga()
+//!     .step("http://127.0.0.1:8081/debit", "http://127.0.0.1:8081/debit", json!({"amount": 30}))
 //!     .step("http://bank-b/credit", "http://bank-b/undo-credit", json!({"amount": 30}))
 //!     .submit_and_wait()
 //!     .await?;
-//! assert!(out.succeeded() || out.status == "failed");
+//! println!("{} {}", out.gid, out.status); // succeed, or failed with both steps undone
+//! # Ok(()) }
+//! ```
 //!
-//! // TCC: register + try each branch; submit if all tries succeeded, else abort.
+//! TCC, with the register-then-try helper: submit when every try succeeded, else abort.
+//!
+//! ```no_run
+//! # async fn demo(tandem: tandem_client::Client) -> Result<(), tandem_client::Error> {
+//! use serde_json::json;
 //! tandem
 //!     .tcc_run(None, Default::default(), true, |tcc| async move {
-//!         tcc.call_try("stock", "http://stock/try", "http://stock/confirm", "http://stock/cancel",
-//!             json!({"sku": "A1", "n": 1})).await
+//!         tcc.call_try("stock", "http://stock/try", "http://stock/confirm",
+//!             "http://stock/cancel", json!({"sku": "A1", "n": 1})).await
 //!     })
 //!     .await?;
 //! # Ok(()) }
 //! ```
 //!
 //! The participant's side — the extractor, protocol answers and the barrier wrapper for
-//! axum handlers — is `tandem-participant` with its `axum` feature.
+//! axum handlers — is `tandem-participant` with its `axum` feature; prove a participant
+//! safe to retry with `tandem check participant`.
 
 mod client;
 mod error;
