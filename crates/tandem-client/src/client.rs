@@ -253,24 +253,11 @@ impl Client {
                  transaction's history)"
             )));
         }
-        let body = serde_json::to_vec(&ReasonRequest {
+        let req = ReasonRequest {
             reason: reason.to_owned(),
-        })
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-        let path = tx_path(gid, action);
-        let answer = self.t.send(hyper::Method::POST, &path, Some(body)).await?;
-        match crate::transport::decode::<TxView>(&path, &answer) {
-            // An earlier try that got no answer may have stopped it already.
-            Err(e) if answer.resent && action == "stop" && e.code() == Some("wrong_status") => {
-                let tx = self.get(gid).await?;
-                if tx.status == "failed" || tx.status == "aborting" {
-                    Ok(tx)
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        }
+        };
+        // Idempotent on the server: a repeated stop or retry answers where it is.
+        self.post(&tx_path(gid, action), &req).await
     }
 }
 

@@ -334,9 +334,8 @@ impl PreparedMsg {
     }
 }
 
-/// `POST /v1/{kind}/{gid}/{what}` (submit or abort), idempotent across resends: when an
-/// earlier try got no answer and this one is refused as `wrong_status`, the transaction is
-/// looked up, and its state answers if it is where that earlier try would have put it.
+/// `POST /v1/{kind}/{gid}/{what}` (submit or abort). The server answers a repeat with where
+/// the transaction is, so a resend after a lost answer is safe.
 pub(crate) async fn finish(
     client: &Client,
     kind: &str,
@@ -345,32 +344,11 @@ pub(crate) async fn finish(
     wait_result: bool,
 ) -> Result<TxOutcome> {
     let path = format!("/v1/{kind}/{}/{what}", crate::encode_query(gid));
-    let body = serde_json::to_vec(&FinishRequest { wait_result })
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    let answer = client
-        .t
-        .send(hyper::Method::POST, &path, Some(body))
-        .await?;
-    match crate::transport::decode::<TxOutcome>(&path, &answer) {
-        Err(e) if answer.resent && e.code() == Some("wrong_status") => {
-            let now = client.get(gid).await?.outcome();
-            let reached = match what {
-                "submit" => matches!(now.status.as_str(), "submitted" | "succeed"),
-                _ => matches!(now.status.as_str(), "aborting" | "failed"),
-            };
-            if !reached {
-                return Err(e);
-            }
-            if wait_result && !now.is_final() && now.parked.is_none() {
-                return client.wait(gid, client.t.timeout).await;
-            }
-            Ok(now)
-        }
-        Ok(o) if wait_result && !o.is_final() && o.parked.is_none() => {
-            // The server may answer before the end when the transaction was not active in
-            // memory when asked; the promise of `wait_result` is kept here.
-            client.wait(gid, client.t.timeout).await
-        }
-        other => other,
+    let o: TxOutcome = client.post(&path, &FinishRequest { wait_result }).await?;
+    if wait_result && !o.is_final() && o.parked.is_none() {
+        // The server may answer before the end when the transaction was not active in
+        // memory when asked; the promise of `wait_result` is kept here.
+        return client.wait(gid, client.t.timeout).await;
     }
+    Ok(o)
 }

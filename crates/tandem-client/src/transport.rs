@@ -4,8 +4,9 @@
 //!
 //! Only requests that are safe to repeat are repeated: every request this crate sends is
 //! idempotent on the server (a create names its gid, so a resubmission is answered with the
-//! transaction's current outcome; register, submit, abort, retry and stop are idempotent or
-//! checked by the caller). A request is resent when no answer came (connection refused or
+//! transaction's current outcome; a repeated register, submit, abort, retry or stop is
+//! answered with where the transaction is — `t14` proves it through a proxy that loses
+//! answers). A request is resent when no answer came (connection refused or
 //! reset, timeout) — moving to the next node, since another coordinator sharing the store
 //! can serve it — or when the server said "not now" (503 busy / shutting down, honouring
 //! `Retry-After`, and other 5xx). A 4xx is the caller's mistake and is never resent.
@@ -86,9 +87,6 @@ pub(crate) struct Answer {
     pub body: Bytes,
     /// The `Retry-After` of a 503.
     pub retry_after: Option<Duration>,
-    /// An earlier try of this request got no answer, so it may have taken effect: a
-    /// "wrong status" now may be that earlier try's doing.
-    pub resent: bool,
 }
 
 impl Transport {
@@ -148,18 +146,13 @@ impl Transport {
     ) -> Result<Answer> {
         let body = body.map(Bytes::from);
         let mut tries = 0u32;
-        let mut resent = false;
         loop {
             tries += 1;
             let node = self.node().to_owned();
             let err = match self.once(&node, method.clone(), path, body.clone()).await {
-                Ok(mut a) if a.status < 500 => {
-                    a.resent = resent;
-                    return Ok(a);
-                }
+                Ok(a) if a.status < 500 => return Ok(a),
                 Ok(a) => server_error(&a),
                 Err(e) => {
-                    resent = true;
                     // No answer from this node: the next try goes to the next one.
                     let at = self.current.load(Ordering::Relaxed);
                     let _ = self.current.compare_exchange(
@@ -254,7 +247,6 @@ impl Transport {
                 status,
                 body,
                 retry_after: retry_after.map(Duration::from_secs),
-                resent: false,
             })
         })
         .await;

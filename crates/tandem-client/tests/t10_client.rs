@@ -258,6 +258,8 @@ async fn t11_resubmission_is_idempotent_and_operator_calls_work() {
     assert!(tx.history.iter().any(|h| h.reason == "participant fixed"));
     let tx = c.stop("parks-1", "refunded by hand").await.unwrap();
     assert_eq!(tx.status, "failed");
+    // Repeated (as a resend after a lost answer would be): answered with where it is.
+    assert_eq!(c.stop("parks-1", "again").await.unwrap().status, "failed");
     assert!(tx.history.iter().any(|h| h.reason == "refunded by hand"));
     assert!(matches!(
         c.stop("parks-1", " ").await,
@@ -392,4 +394,121 @@ fn strip_nulls(v: Value) -> Value {
         Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
         other => other,
     }
+}
+
+/// A proxy in front of the server that passes one request per connection, and for the next
+/// `drops` requests forwards them but loses the answer (closes the connection unanswered
+/// once the server has answered): what a node dying after the work looks like.
+async fn lossy_proxy(server: &str, drops: Arc<AtomicUsize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = server.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (target, drops) = (target.clone(), drops.clone());
+            tokio::spawn(async move {
+                // Read one request: head, then Content-Length bytes of body.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    let n = client.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = client.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                // One request per connection upstream: ask the server to close after it.
+                let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+                let mut req = buf[..line_end].to_vec();
+                req.extend_from_slice(b"connection: close\r\n");
+                req.extend_from_slice(&buf[line_end..]);
+                let mut up = tokio::net::TcpStream::connect(&target).await.unwrap();
+                up.write_all(&req).await.unwrap();
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer).await.unwrap();
+                let lose = drops
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+                    .is_ok();
+                if !lose {
+                    let _ = client.write_all(&answer).await;
+                }
+                // Dropped: the client sees its connection closed with no answer.
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Guards against: a create or a submit whose answer was lost being resent and counted
+/// twice, or failing the caller although it took effect. The client resends; the server
+/// answers idempotently; the action runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t14_a_lost_answer_is_resent_and_answered_idempotently() {
+    let server = Server::start(|_| {}).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let p = participant(calls.clone()).await;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let proxy = lossy_proxy(&server.url, drops.clone()).await;
+    let c = Client::builder(&proxy)
+        .retry(RetryPolicy {
+            attempts_max: 4,
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+        })
+        .build()
+        .unwrap();
+
+    drops.store(1, Ordering::SeqCst);
+    let out = c
+        .saga()
+        .gid("lost-1")
+        .step(
+            &format!("{p}/count/a"),
+            &format!("{p}/ok/c"),
+            json!({"n": 1}),
+        )
+        .submit_and_wait()
+        .await
+        .unwrap();
+    assert!(out.succeeded(), "{out:?}");
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "the first answer was lost");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the action ran once");
+
+    // A TCC whose submit answer is lost: the resent submit finds it submitted (or done)
+    // and answers where it is, not `wrong_status`.
+    let tcc = c
+        .tcc(Some("lost-2".into()), TxOptions::default())
+        .await
+        .unwrap();
+    tcc.call_try(
+        "b",
+        &format!("{p}/ok/try"),
+        &format!("{p}/count/confirm"),
+        &format!("{p}/ok/cancel"),
+        (),
+    )
+    .await
+    .unwrap();
+    drops.store(1, Ordering::SeqCst);
+    let out = tcc.submit(true).await.unwrap();
+    assert!(out.succeeded(), "{out:?}");
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the confirm ran once");
 }
