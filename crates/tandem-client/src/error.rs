@@ -27,7 +27,10 @@ pub enum Fault {
     Participant,
 }
 
-/// An error of the client. See the [module docs](self).
+/// An error of the client: [`Error::fault`] says whose mistake it was, [`Error::retryable`]
+/// whether sending the same request again is safe and may help. The client already resent
+/// retryable requests itself (bounded, with backoff); a retryable error that reaches the
+/// caller means those tries ran out.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -16,7 +16,10 @@ use axum::http::request::Parts;
 use super::reply::Reply;
 use crate::barrier::{self, Barrier};
 
-/// The identity of one branch call. An axum extractor; see the [module docs](self).
+/// The identity of one branch call, an axum extractor: from the query string (`gid`,
+/// `trans_type`, `branch_id`, `op`, DTM's convention, which Tandem's server follows), else
+/// from the headers `dtm-gid`, `dtm-trans_type`, `dtm-branch_id`, `dtm-op` (DTM's gRPC
+/// metadata). A call missing one is answered 400 `invalid_branch_call` (not a FAILURE).
 #[derive(Debug, Clone)]
 pub struct BranchCall {
     barrier: Barrier,

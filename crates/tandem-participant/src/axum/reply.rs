@@ -15,7 +15,9 @@ use serde_json::json;
 
 use crate::barrier::{MsgStatus, Outcome, Skip};
 
-/// What a branch handler answers. See the [module docs](self).
+/// What a branch handler answers: `Success` 200 `{"dtm_result":"SUCCESS"}`; `Failure` 409
+/// `FAILURE` (a business "no": the transaction rolls back); `Ongoing` 425 `ONGOING` (ask
+/// again); `Error` 500 (the coordinator calls again with backoff); `BadCall` 400.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Reply {
