@@ -153,6 +153,10 @@ pub struct TxOutcome {
     /// Why automatic progress stopped, when an operator must act.
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (a heuristic outcome): an operator
+    /// must look. Absent from servers before it existed.
+    #[serde(default)]
+    pub heuristic: Option<String>,
 }
 
 impl TxOutcome {
@@ -215,6 +219,10 @@ pub struct TxView {
     pub status: String,
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (a heuristic outcome): an operator
+    /// must look. Absent from servers before it existed.
+    #[serde(default)]
+    pub heuristic: Option<String>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub finished_at_ms: Option<u64>,
@@ -234,6 +242,7 @@ impl TxView {
             status: self.status.clone(),
             parked: self.parked.clone(),
             fail_reason: self.fail_reason.clone(),
+            heuristic: self.heuristic.clone(),
         }
     }
 }
@@ -247,6 +256,10 @@ pub struct TxSummary {
     pub status: String,
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (a heuristic outcome): an operator
+    /// must look. Absent from servers before it existed.
+    #[serde(default)]
+    pub heuristic: Option<String>,
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
     pub branch_count: usize,

@@ -382,18 +382,25 @@ async fn raw_get(base: &str, path: &str) -> Value {
     serde_json::from_str(body).unwrap()
 }
 
-/// Options the client leaves out when unset are `null` in the server's answer.
+/// Options the client leaves out when unset are `null` in the server's answer; every other
+/// field, null or not, must be there on both sides.
 fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
-        other => other,
+    fn walk(v: Value, in_options: bool) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .filter(|(_, v)| !(in_options && v.is_null()))
+                    .map(|(k, v)| {
+                        let opts = k == "options";
+                        (k, walk(v, opts))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| walk(v, false)).collect()),
+            other => other,
+        }
     }
+    walk(v, false)
 }
 
 /// A proxy in front of the server that passes one request per connection, and for the next

@@ -25,6 +25,10 @@ pub struct CallRequest {
     pub payload: Vec<u8>,
     /// Extra headers (server mode) and the trace context.
     pub headers: Arc<Vec<(String, String)>>,
+    /// 2PC: the XA transaction id of this branch (`tandem_core::Xid`), built from the
+    /// coordinator identity the transaction was created under, its gid, the branch id and the
+    /// transaction's nonce. `None` for other protocols.
+    pub xid: Option<Arc<str>>,
 }
 
 impl CallRequest {
@@ -87,6 +91,7 @@ fn outcome(r: Result<(), BranchError>) -> CallOutcome {
         Err(BranchError::Failure(m)) => CallOutcome::Failure(m),
         Err(BranchError::Ongoing) => CallOutcome::Ongoing,
         Err(BranchError::Transient(m)) => CallOutcome::Error(m),
+        Err(BranchError::NotPrepared) => CallOutcome::NotPrepared,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Checks shared by both APIs on what a client submits: branch URLs (http or https only,
-//! optionally an allow-listed host) and branch counts.
+//! The check both APIs make on what a client submits that belongs to the server, not the
+//! core: branch URLs (http or https only, optionally an allow-listed host). Counts, sizes,
+//! ids and options are `tandem_core::spec`'s.
 
 use crate::error::ApiError;
 use crate::ServerConfig;
@@ -49,16 +50,6 @@ pub fn branch_url(cfg: &ServerConfig, url: &str) -> Result<(), ApiError> {
                 format!("branch URL host {authority:?} is not on the allow-list"),
             ));
         }
-    }
-    Ok(())
-}
-
-pub fn branch_count(cfg: &ServerConfig, n: usize) -> Result<(), ApiError> {
-    if n > cfg.branches_max {
-        return Err(ApiError::bad_request(
-            "too_many_branches",
-            format!("{n} branches; the limit is {}", cfg.branches_max),
-        ));
     }
     Ok(())
 }

@@ -47,6 +47,9 @@ pub fn show(tx: &TxView, json: bool) -> anyhow::Result<()> {
     if let Some(r) = &tx.fail_reason {
         println!("reason    {r}");
     }
+    if let Some(h) = &tx.heuristic {
+        println!("heuristic {h}");
+    }
     println!("created   {}", iso(tx.created_at_ms));
     if let Some(f) = tx.finished_at_ms {
         println!(

@@ -80,7 +80,7 @@ pub async fn prepare(State(s): State<AppState>, b: Body) -> DtmResult {
         )
         .into());
     }
-    let tx = req.to_transaction(&s.cfg, s.coord.now())?;
+    let tx = req.to_transaction(&s.cfg, s.coord.limits(), s.coord.now(), false)?;
     let o = s
         .coord
         .begin(crate::trace::adopt(tx), Wait::Accepted)
@@ -101,7 +101,7 @@ pub async fn submit(State(s): State<AppState>, b: Body) -> DtmResult {
     let wait = req.wait_result();
     match ty {
         DtmType::Saga => {
-            let tx = req.to_transaction(&s.cfg, s.coord.now())?;
+            let tx = req.to_transaction(&s.cfg, s.coord.limits(), s.coord.now(), false)?;
             if !wait {
                 s.coord
                     .begin(crate::trace::adopt(tx), Wait::Accepted)
@@ -127,9 +127,7 @@ pub async fn submit(State(s): State<AppState>, b: Body) -> DtmResult {
             Some(_) => s.coord.send(&gid, Event::Submit).await?,
             None => {
                 // Submitted without prepare: no check is needed, deliver at once.
-                let mut tx = req.to_transaction(&s.cfg, s.coord.now())?;
-                tx.status = TxStatus::Submitted;
-                tx.query_prepared = None;
+                let tx = req.to_transaction(&s.cfg, s.coord.limits(), s.coord.now(), true)?;
                 s.coord
                     .begin(crate::trace::adopt(tx), Wait::Accepted)
                     .await?;
@@ -197,17 +195,13 @@ pub async fn register_branch(State(s): State<AppState>, b: Body) -> DtmResult {
             ),
         ));
     }
-    let fresh = req
-        .ops
-        .iter()
-        .filter(|(op, _)| tx.find(&req.branch_id, *op).is_none())
-        .count();
-    crate::validate::branch_count(&s.cfg, tx.branches.len() + fresh)?;
-    let event = Event::Register {
-        branch_id: req.branch_id.clone(),
-        ops: req.ops.clone(),
-        payload: req.data.clone(),
-    };
+    let event = tandem_core::spec::registration(
+        &tx,
+        &req.branch_id,
+        req.ops.clone(),
+        req.data.clone(),
+        s.coord.limits(),
+    )?;
     s.coord.send(&req.gid, event).await.map_err(|e| match e {
         EngineError::NotFound(_) => missing(),
         e => e.into(),

@@ -8,7 +8,8 @@
 //!
 //! - [`request`]: parsing and checking DTM bodies, mapping them onto the core's model;
 //! - [`handlers`]: the transaction endpoints; [`admin`]: `query`, `all`, `newGid`, `version`;
-//! - [`reply`]: DTM's answer shapes; [`view`]: DTM's shape of a stored transaction.
+//! - [`reply`]: DTM's answer shapes; [`view`]: DTM's shape of a stored transaction;
+//! - [`wire`]: the names and answer classes a participant sees on a branch call.
 //!
 //! Deliberate differences from DTM are listed in `docs/dtm-compat.md`.
 
@@ -17,6 +18,7 @@ pub mod handlers;
 pub mod reply;
 pub mod request;
 pub mod view;
+pub mod wire;
 
 use axum::routing::{any, get, post};
 use axum::Router;

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use tandem_core::{Branch, Op, Options, Timestamp, Transaction, TxKind};
+use tandem_core::spec::{self, DeliverySpec, Shape, StepSpec, TxSpec};
+use tandem_core::{Limits, Op, Options, Timestamp, Transaction, TxKind};
 
 use crate::error::ApiError;
 use crate::{validate, ServerConfig};
@@ -23,8 +24,6 @@ use crate::{validate, ServerConfig};
 /// DTM's `conf.TimeoutToFail`: a tcc, xa or msg transaction left `prepared` this long is
 /// aborted (tcc, xa) or checked through query-prepared (msg).
 pub const DTM_TIMEOUT_TO_FAIL_S: u64 = 35;
-/// Longest option value in seconds accepted (a day); larger values are surely mistakes.
-pub const SECONDS_MAX: u64 = 86_400;
 
 /// DTM's transaction types this API accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,11 +117,15 @@ impl TransReq {
         self.wait_result.unwrap_or(false)
     }
 
-    /// The transaction this request describes, checked (URLs, counts, orders, protocol).
+    /// The transaction this request describes: URLs and protocol checked here, everything
+    /// else by `tandem_core::spec`. `submitted`: a message submitted without prepare (it is
+    /// delivered at once and never checked).
     pub fn to_transaction(
         &self,
         cfg: &ServerConfig,
+        limits: &Limits,
         now: Timestamp,
+        submitted: bool,
     ) -> Result<Transaction, ApiError> {
         let gid = self.gid()?;
         let ty = self.dtm_type()?;
@@ -135,9 +138,8 @@ impl TransReq {
                 ))
             }
         }
-        let mut options = self.options(ty)?;
+        let mut options = self.options(ty);
         let steps = self.steps.as_deref().unwrap_or(&[]);
-        validate::branch_count(cfg, steps.len() * 2)?;
         let payloads = self.payloads.as_deref().unwrap_or(&[]);
         if payloads.len() > steps.len() {
             return Err(ApiError::bad_request(
@@ -145,78 +147,86 @@ impl TransReq {
                 format!("{} payloads for {} steps", payloads.len(), steps.len()),
             ));
         }
-        let mut branches = Vec::with_capacity(steps.len() * 2);
-        for (i, step) in steps.iter().enumerate() {
-            let empty = HashMap::new();
-            let step = step.as_ref().unwrap_or(&empty);
-            let get = |k: &str| step.get(k).and_then(|v| v.as_deref()).unwrap_or("");
+        let empty = HashMap::new();
+        let step = |i: usize| {
+            let step = steps[i].as_ref().unwrap_or(&empty);
+            let get = |k: &str| {
+                step.get(k)
+                    .and_then(|v| v.as_deref())
+                    .unwrap_or("")
+                    .to_string()
+            };
             let payload = match payloads.get(i).and_then(|p| p.as_deref()) {
-                Some(p) => p,
+                Some(p) => p.to_string(),
                 None => get("data"),
+            };
+            (get("action"), get("compensate"), payload.into_bytes())
+        };
+        let shape = match ty {
+            DtmType::Saga => {
+                let steps = (0..steps.len())
+                    .map(|i| {
+                        let (action, compensate, payload) = step(i);
+                        validate::branch_url(cfg, &action)?;
+                        validate::branch_url(cfg, &compensate)?;
+                        Ok(StepSpec {
+                            action,
+                            compensate,
+                            payload,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                self.saga_custom(steps.len(), &mut options)?;
+                Shape::Saga(steps)
             }
-            .as_bytes()
-            .to_vec();
-            let id = format!("{:02}", i + 1);
-            let action = get("action");
-            validate::branch_url(cfg, action)?;
-            match ty {
-                DtmType::Saga => {
-                    let compensate = get("compensate");
-                    validate::branch_url(cfg, compensate)?;
-                    branches.push(Branch::new(id.clone(), Op::Action, action, payload.clone()));
-                    branches.push(Branch::new(id, Op::Compensate, compensate, payload));
+            DtmType::Msg => {
+                let deliveries = (0..steps.len())
+                    .map(|i| {
+                        let (target, _, payload) = step(i);
+                        if target.starts_with("topic://") {
+                            return Err(ApiError::bad_request(
+                                "unsupported_topic",
+                                "msg topics (topic://) are not supported; name the action URL",
+                            ));
+                        }
+                        validate::branch_url(cfg, &target)?;
+                        Ok(DeliverySpec { target, payload })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                let query_prepared = self.query_prepared.clone().filter(|q| !q.is_empty());
+                if let Some(q) = &query_prepared {
+                    validate::branch_url(cfg, q)?;
                 }
-                DtmType::Msg => {
-                    if action.starts_with("topic://") {
-                        return Err(ApiError::bad_request(
-                            "unsupported_topic",
-                            "msg topics (topic://) are not supported; name the action URL",
-                        ));
-                    }
-                    branches.push(Branch::new(id, Op::Msg, action, payload));
+                Shape::Msg {
+                    deliveries,
+                    query_prepared,
+                    submitted,
                 }
-                DtmType::Tcc | DtmType::Xa => {
+            }
+            DtmType::Tcc | DtmType::Xa => {
+                if !steps.is_empty() {
                     return Err(ApiError::bad_request(
                         "invalid_steps",
                         "tcc and xa transactions take branches by registerBranch, not steps",
-                    ))
+                    ));
                 }
-            }
-        }
-        if ty == DtmType::Saga {
-            if steps.is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_steps",
-                    "a saga needs at least one step",
-                ));
-            }
-            self.saga_custom(steps.len(), &mut options)?;
-        }
-        let mut tx = Transaction::new(gid, ty.kind(), options, now);
-        tx.branches = branches;
-        tx.custom_data = self.custom_data.clone().filter(|c| !c.is_empty());
-        if ty == DtmType::Msg {
-            if let Some(q) = self.query_prepared.as_deref().filter(|q| !q.is_empty()) {
-                validate::branch_url(cfg, q)?;
-                tx.query_prepared = Some(q.to_string());
-            }
-        }
-        Ok(tx)
-    }
-
-    fn options(&self, ty: DtmType) -> Result<Options, ApiError> {
-        let secs = |name: &str, v: Option<u64>| -> Result<Option<u64>, ApiError> {
-            match v {
-                None | Some(0) => Ok(None),
-                Some(s) if s > SECONDS_MAX => Err(ApiError::bad_request(
-                    "invalid_option",
-                    format!("{name} is {s} seconds; the limit is {SECONDS_MAX}"),
-                )),
-                Some(s) => Ok(Some(s * 1000)),
+                Shape::Tcc
             }
         };
+        let spec = TxSpec {
+            gid: gid.to_string(),
+            shape,
+            options,
+            custom_data: self.custom_data.clone(),
+        };
+        Ok(spec::build(spec, limits, now)?)
+    }
+
+    /// DTM's options (seconds) as the core's; `tandem_core::spec` checks them.
+    fn options(&self, ty: DtmType) -> Options {
+        let ms = |v: Option<u64>| v.filter(|&s| s > 0).map(|s| s.saturating_mul(1000));
         let mut o = Options::default();
-        let timeout_to_fail = secs("timeout_to_fail", self.timeout_to_fail)?;
+        let timeout_to_fail = ms(self.timeout_to_fail);
         match ty {
             DtmType::Saga => o.timeout_to_fail_ms = timeout_to_fail,
             DtmType::Tcc | DtmType::Xa => {
@@ -226,40 +236,22 @@ impl TransReq {
                 o.query_prepared_after_ms = timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000)
             }
         }
-        o.request_timeout_ms = secs("request_timeout", self.request_timeout)?;
-        if let Some(ms) = secs("retry_interval", self.retry_interval)? {
+        o.request_timeout_ms = ms(self.request_timeout);
+        if let Some(ms) = ms(self.retry_interval) {
             o.retry_interval_ms = ms;
             o.retry_max_ms = o.retry_max_ms.max(ms);
         }
-        match self.retry_limit {
-            None | Some(0) => {}
-            Some(n) if n > 10_000 => {
-                return Err(ApiError::bad_request(
-                    "invalid_option",
-                    format!("retry_limit {n} is above the maximum 10000"),
-                ))
-            }
-            Some(n) => o.retry_limit = n as u32,
+        if let Some(n) = self.retry_limit.filter(|&n| n > 0) {
+            o.retry_limit = u32::try_from(n).unwrap_or(u32::MAX);
         }
         o.wait_result = self.wait_result();
         if let Some(h) = &self.branch_headers {
             let mut h: Vec<(String, String)> =
                 h.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             h.sort();
-            for (k, v) in &h {
-                let ok_name = !k.is_empty()
-                    && k.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
-                if !ok_name || v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-                    return Err(ApiError::bad_request(
-                        "invalid_option",
-                        format!("branch_headers: {k:?} is not a valid HTTP header"),
-                    ));
-                }
-            }
             o.branch_headers = h;
         }
-        Ok(o)
+        o
     }
 
     /// DTM's saga `custom_data`: `{"concurrent": bool, "orders": {"k": [before k, ...]}}`.
@@ -341,17 +333,8 @@ impl RegisterReq {
         tandem_core::validate_gid(gid)
             .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
         let branch_id = get("branch_id");
-        if branch_id.is_empty()
-            || branch_id.len() > 64
-            || !branch_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(ApiError::bad_request(
-                "invalid_branch_id",
-                format!("branch_id {branch_id:?} must be 1..=64 of [A-Za-z0-9-_.]"),
-            ));
-        }
+        tandem_core::ids::validate_branch_id(branch_id)
+            .map_err(|e| ApiError::bad_request("invalid_branch_id", e.to_string()))?;
         let ty = DtmType::parse(get("trans_type"))?;
         let ops = match ty {
             DtmType::Tcc => vec![
@@ -397,6 +380,7 @@ mod tests {
     fn options_follow_dtm_units_and_defaults() -> Result<(), ApiError> {
         let cfg = ServerConfig::default();
         let now = Timestamp(1);
+        let limits = Limits::default();
         let saga = req(serde_json::json!({
             "gid": "g", "trans_type": "saga", "timeout_to_fail": 3, "request_timeout": 2,
             "retry_interval": 5, "retry_limit": 4, "branch_headers": {"X-A": "1"},
@@ -404,7 +388,7 @@ mod tests {
             "payloads": ["{\"n\":1}"],
             "custom_data": "{\"concurrent\":true,\"orders\":{\"1\":[0]}}",
         }))
-        .to_transaction(&cfg, now)?;
+        .to_transaction(&cfg, &limits, now, false)?;
         let o = &saga.options;
         assert_eq!(o.timeout_to_fail_ms, Some(3000));
         assert_eq!(o.request_timeout_ms, Some(2000));
@@ -414,10 +398,10 @@ mod tests {
         assert_eq!(o.orders, vec![vec![], vec![0]]);
         assert_eq!(saga.branches.len(), 4);
         assert_eq!(saga.branches[1].op, Op::Compensate);
-        assert_eq!(saga.branches[3].payload, b"");
+        assert_eq!(&saga.branches[3].payload[..], b"");
 
-        let tcc =
-            req(serde_json::json!({"gid": "t", "trans_type": "tcc"})).to_transaction(&cfg, now)?;
+        let tcc = req(serde_json::json!({"gid": "t", "trans_type": "tcc"}))
+            .to_transaction(&cfg, &limits, now, false)?;
         assert_eq!(
             tcc.options.timeout_to_fail_ms,
             Some(DTM_TIMEOUT_TO_FAIL_S * 1000)
@@ -426,7 +410,7 @@ mod tests {
             "gid": "m", "trans_type": "msg", "timeout_to_fail": 1,
             "steps": [{"action": "http://a/m"}], "payloads": ["{}"], "query_prepared": "http://a/q",
         }))
-        .to_transaction(&cfg, now)?;
+        .to_transaction(&cfg, &limits, now, false)?;
         assert_eq!(msg.options.query_prepared_after_ms, 1000);
         assert_eq!(msg.query_prepared.as_deref(), Some("http://a/q"));
         assert_eq!(msg.branches[0].op, Op::Msg);

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tandem_core::{CallOutcome, Op};
 use tandem_engine::{CallRequest, Transport};
-use tandem_server::http_transport::{call_url, HttpTransport};
+use tandem_server::dtm::wire::call_url;
+use tandem_server::http_transport::HttpTransport;
 use tokio::io::AsyncWriteExt;
 
 use super::spec::{fill, Protocol, Role, Spec};
@@ -79,6 +80,7 @@ impl Caller {
             target: self.spec.endpoint(role).to_owned(),
             payload,
             headers: Arc::new(Vec::new()),
+            xid: None,
         }
     }
 
@@ -94,6 +96,8 @@ impl Caller {
                     CallOutcome::Failure(_) => Answer::Failure,
                     CallOutcome::Ongoing => Answer::Ongoing,
                     CallOutcome::Error(e) => Answer::Error(e),
+                    // Only XA resources answer this; an HTTP participant never does.
+                    CallOutcome::NotPrepared => Answer::Error("not prepared".into()),
                 },
             };
             if answer != Answer::Ongoing {
