@@ -72,6 +72,16 @@ fn naive(db: Db) -> Router {
             (StatusCode::OK, Json(json!({"dtm_result": "SUCCESS"})))
         }
     };
+    routes(step).with_state(db)
+}
+
+/// The endpoints of both participants: `step(balance, frozen, may_fail)` makes a handler
+/// moving `balance × amount` and `frozen × amount`.
+fn routes<H, T>(step: impl Fn(i64, i64, bool) -> H) -> Router<Db>
+where
+    H: axum::handler::Handler<T, Db>,
+    T: 'static,
+{
     Router::new()
         .route("/saga/debit", post(step(-1, 0, true)))
         .route("/saga/refund", post(step(1, 0, false)))
@@ -79,7 +89,6 @@ fn naive(db: Db) -> Router {
         .route("/tcc/confirm", post(step(0, -1, false)))
         .route("/tcc/cancel", post(step(1, -1, false)))
         .route("/effect", get(effect))
-        .with_state(db)
 }
 
 async fn effect(State(db): State<Db>, Query(q): Query<GidQuery>) -> Json<Value> {
@@ -115,14 +124,7 @@ fn guarded(db: Db) -> Router {
             .await
         }
     };
-    Router::new()
-        .route("/saga/debit", post(step(-1, 0, true)))
-        .route("/saga/refund", post(step(1, 0, false)))
-        .route("/tcc/try", post(step(-1, 1, true)))
-        .route("/tcc/confirm", post(step(0, -1, false)))
-        .route("/tcc/cancel", post(step(1, -1, false)))
-        .route("/effect", get(effect))
-        .with_state(db)
+    routes(step).with_state(db)
 }
 
 /// Serves `app` on a free port from a thread of its own; its base URL.
