@@ -21,7 +21,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tandem_core::{validate_gid, Event, Identity, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
@@ -41,10 +40,6 @@ use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
 use crate::registry::{Claim, Control, INBOX_MAX};
 use crate::shared::{Parts, Phase, Shared};
 use crate::transport::{InProcess, Local, Transport};
-
-/// How often the coordinator looks at its store's health between writes (a store can fail
-/// in the background, e.g. when applying to its table file).
-const HEALTH_POLL: Duration = Duration::from_millis(100);
 
 /// A snapshot of the engine's counters (monotonic since open; totals over
 /// [`EngineMetrics`], which keeps them by type, op and outcome).
@@ -255,7 +250,7 @@ async fn watch_store(shared: Arc<Shared>) {
         tokio::select! {
             biased;
             changed = phase.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(HEALTH_POLL) => {}
+            _ = tokio::time::sleep(shared.config.health_poll) => {}
         }
     }
 }
@@ -339,7 +334,7 @@ impl Coordinator {
                 return why;
             }
             // Also poll: a store can fail on its own between writes.
-            let _ = tokio::time::timeout(HEALTH_POLL, phase.changed()).await;
+            let _ = tokio::time::timeout(self.shared.config.health_poll, phase.changed()).await;
         }
     }
 

@@ -155,23 +155,8 @@ fn t53_the_bank_conforms() {
         &format!("prepare = \"{b}/2pc/prepare-debit\"\ncommit = \"{b}/2pc/commit-debit\"\nrollback = \"{b}/2pc/rollback-debit\""),
         &http(&b));
     let (code, out) = check(&two_pc);
-    // Known until the barrier maps a 2PC rollback to its prepare (issue 12): the barrier
-    // takes the rollback of a prepared branch for a null compensation (its origin is
-    // `action`), so the prepare is not undone and a late prepare is let through. Exactly
-    // these schedules show it; when the fix lands this list must become empty.
-    let known_issue_12 = [
-        "compensation-undoes",
-        "hanging",
-        "compensation-repeated",
-        "commit-after-rollback",
-    ];
-    let found = violations(&out);
-    assert!(
-        found.iter().all(|v| known_issue_12.contains(&v.as_str())),
-        "violations beyond the known barrier issue: {found:?}\n{out}"
-    );
-    assert!(code == 0 || code == 1, "{out}");
-    assert_eq!(code == 1, !found.is_empty(), "{out}");
+    assert_eq!((code, violations(&out)), (0, vec![]), "{out}");
+    assert!(out.trim_end().ends_with("12 passed, 0 failed"), "{out}");
     println!(
         "the four checks against the bank took {:.1} s",
         started.elapsed().as_secs_f64()
