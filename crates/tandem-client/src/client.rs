@@ -253,11 +253,25 @@ impl Client {
                  transaction's history)"
             )));
         }
-        let req = ReasonRequest {
+        let body = serde_json::to_vec(&ReasonRequest {
             reason: reason.to_owned(),
-        };
-        // Idempotent on the server: a repeated stop or retry answers where it is.
-        self.post(&tx_path(gid, action), &req).await
+        })
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = tx_path(gid, action);
+        let answer = self.t.send(hyper::Method::POST, &path, Some(body)).await?;
+        match crate::transport::decode::<TxView>(&path, &answer) {
+            // The server refuses to stop what has ended; when an earlier try of this very
+            // stop got no answer, that try may be what ended it: then this is its answer.
+            Err(e) if answer.resent && action == "stop" && e.code() == Some("wrong_status") => {
+                let tx = self.get(gid).await?;
+                if tx.status == "failed" {
+                    Ok(tx)
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
     }
 }
 

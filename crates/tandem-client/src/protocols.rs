@@ -152,7 +152,8 @@ impl Saga {
     /// [`Saga::submit`] and [`Client::wait`].
     pub async fn submit_and_wait(self) -> Result<TxOutcome> {
         let (c, req) = self.request(true)?;
-        c.post("/v1/sagas", &req).await
+        let o = c.post("/v1/sagas", &req).await?;
+        until_ended(&c, o).await
     }
 }
 
@@ -208,7 +209,11 @@ impl TwoPc {
             options: self.options,
             wait_result,
         };
-        self.client.post("/v1/2pc", &req).await
+        let o = self.client.post("/v1/2pc", &req).await?;
+        if wait_result {
+            return until_ended(&self.client, o).await;
+        }
+        Ok(o)
     }
 
     /// Starts it; answers once it is durably accepted.
@@ -345,10 +350,18 @@ pub(crate) async fn finish(
 ) -> Result<TxOutcome> {
     let path = format!("/v1/{kind}/{}/{what}", crate::encode_query(gid));
     let o: TxOutcome = client.post(&path, &FinishRequest { wait_result }).await?;
-    if wait_result && !o.is_final() && o.parked.is_none() {
-        // The server may answer before the end when the transaction was not active in
-        // memory when asked; the promise of `wait_result` is kept here.
-        return client.wait(gid, client.t.timeout).await;
+    if wait_result {
+        return until_ended(client, o).await;
     }
     Ok(o)
+}
+
+/// `o`, or — when a `wait_result` answer came before the end (the server bounds how long it
+/// holds a request and then answers 202 with where the transaction is) — the outcome once
+/// it has ended or was parked, polled with [`Client::wait`].
+async fn until_ended(client: &Client, o: TxOutcome) -> Result<TxOutcome> {
+    if o.is_final() || o.parked.is_some() {
+        return Ok(o);
+    }
+    client.wait(&o.gid, client.t.timeout).await
 }

@@ -4,9 +4,10 @@
 //!
 //! Only requests that are safe to repeat are repeated: every request this crate sends is
 //! idempotent on the server (a create names its gid, so a resubmission is answered with the
-//! transaction's current outcome; a repeated register, submit, abort, retry or stop is
-//! answered with where the transaction is — `t14` proves it through a proxy that loses
-//! answers). A request is resent when no answer came (connection refused or
+//! transaction's current outcome; a repeated register, submit, abort or retry is answered
+//! with where the transaction is; a stop refused as "already ended" after an unanswered try
+//! is answered with the transaction that try stopped — `t14` proves it through a proxy that
+//! loses answers). A request is resent when no answer came (connection refused or
 //! reset, timeout) — moving to the next node, since another coordinator sharing the store
 //! can serve it — or when the server said "not now" (503 busy / shutting down, honouring
 //! `Retry-After`, and other 5xx). A 4xx is the caller's mistake and is never resent.
@@ -87,6 +88,9 @@ pub(crate) struct Answer {
     pub body: Bytes,
     /// The `Retry-After` of a 503.
     pub retry_after: Option<Duration>,
+    /// An earlier try of this request got no answer (or a 5xx), so it may have taken
+    /// effect: a refusal now may be that earlier try's doing.
+    pub resent: bool,
 }
 
 impl Transport {
@@ -146,13 +150,21 @@ impl Transport {
     ) -> Result<Answer> {
         let body = body.map(Bytes::from);
         let mut tries = 0u32;
+        let mut resent = false;
         loop {
             tries += 1;
             let node = self.node().to_owned();
             let err = match self.once(&node, method.clone(), path, body.clone()).await {
-                Ok(a) if a.status < 500 => return Ok(a),
-                Ok(a) => server_error(&a),
+                Ok(mut a) if a.status < 500 => {
+                    a.resent = resent;
+                    return Ok(a);
+                }
+                Ok(a) => {
+                    resent = true;
+                    server_error(&a)
+                }
                 Err(e) => {
+                    resent = true;
                     // No answer from this node: the next try goes to the next one.
                     let at = self.current.load(Ordering::Relaxed);
                     let _ = self.current.compare_exchange(
@@ -220,15 +232,14 @@ impl Transport {
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| Error::Invalid(format!("request URL {url}: {e}")))?;
         let sent = tokio::time::timeout(self.timeout, async {
-            let res = self.http.request(req).await.map_err(|e| {
-                let cause = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                Error::Unreachable {
+            let res = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| Error::Unreachable {
                     node: node.to_owned(),
-                    detail: format!("{e}{cause}"),
-                }
-            })?;
+                    detail: describe(&e, url),
+                })?;
             let status = res.status().as_u16();
             let retry_after = res
                 .headers()
@@ -247,6 +258,7 @@ impl Transport {
                 status,
                 body,
                 retry_after: retry_after.map(Duration::from_secs),
+                resent: false,
             })
         })
         .await;
@@ -258,6 +270,49 @@ impl Transport {
             }),
         }
     }
+}
+
+/// Words for a failed call that a person can act on (`connection refused to host:port`,
+/// `timed out connecting to ...`, `cannot resolve host ...`) instead of the HTTP client's
+/// `client error (Connect)`.
+fn describe(err: &(dyn std::error::Error + 'static), url: &str) -> String {
+    use std::io::ErrorKind;
+    let to = url
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| {
+            let port = u.port_u16().unwrap_or(match u.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+            u.host().map(|h| format!("{h}:{port}"))
+        })
+        .unwrap_or_else(|| url.to_owned());
+    let mut texts = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return format!("connection refused to {to}"),
+                ErrorKind::TimedOut => return format!("timed out connecting to {to}"),
+                ErrorKind::ConnectionReset => return format!("connection reset by {to}"),
+                ErrorKind::ConnectionAborted => return format!("connection aborted by {to}"),
+                _ => {}
+            }
+        }
+        texts.push(e.to_string());
+        cur = e.source();
+    }
+    let all = texts.join(" ").to_lowercase();
+    if all.contains("dns error") || all.contains("failed to lookup address") {
+        let host = to.rsplit_once(':').map_or(to.as_str(), |(h, _)| h);
+        return format!("cannot resolve host {host} (DNS lookup failed)");
+    }
+    if all.contains("connection closed before message completed") {
+        return format!("{to} closed the connection before answering");
+    }
+    texts.dedup();
+    texts.join(": ")
 }
 
 /// A 5xx answer as an error.

@@ -258,8 +258,12 @@ async fn t11_resubmission_is_idempotent_and_operator_calls_work() {
     assert!(tx.history.iter().any(|h| h.reason == "participant fixed"));
     let tx = c.stop("parks-1", "refunded by hand").await.unwrap();
     assert_eq!(tx.status, "failed");
-    // Repeated (as a resend after a lost answer would be): answered with where it is.
-    assert_eq!(c.stop("parks-1", "again").await.unwrap().status, "failed");
+    // Stopping what has ended is refused (the caller's mistake)...
+    let err = c.stop("parks-1", "again").await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.fault()),
+        (Some("wrong_status"), Fault::Caller)
+    );
     assert!(tx.history.iter().any(|h| h.reason == "refunded by hand"));
     assert!(matches!(
         c.stop("parks-1", " ").await,
@@ -518,4 +522,20 @@ async fn t14_a_lost_answer_is_resent_and_answered_idempotently() {
     assert!(out.succeeded(), "{out:?}");
     assert_eq!(drops.load(Ordering::SeqCst), 0);
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the confirm ran once");
+
+    // ...but a stop whose answer was lost is resent, refused as already ended, and the
+    // client answers with the transaction its first try stopped.
+    let out = c
+        .saga()
+        .gid("lost-3")
+        .step(&format!("{p}/ok/a"), &format!("{p}/fail/ca"), ())
+        .step(&format!("{p}/fail/b"), &format!("{p}/ok/cb"), ())
+        .submit_and_wait()
+        .await
+        .unwrap();
+    assert!(out.parked.is_some(), "{out:?}");
+    drops.store(1, Ordering::SeqCst);
+    let tx = c.stop("lost-3", "refunded by hand").await.unwrap();
+    assert_eq!(tx.status, "failed");
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "the first answer was lost");
 }

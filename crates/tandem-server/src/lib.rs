@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod body_limit;
 pub mod config;
 pub mod dashboard;
 pub mod dtm;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod health;
 pub mod http_transport;
 pub mod metrics;
+pub mod net_error;
 pub mod otlp;
 pub mod trace;
 pub mod v1;
@@ -107,6 +109,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_limit::explain,
+        ))
         .layer(axum::middleware::from_fn(trace::capture))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -121,7 +127,9 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow_like::Error::listen(cfg.listen, e))?;
     serve_on(listener, cfg, shutdown).await
 }
 
@@ -131,7 +139,9 @@ pub async fn serve_on(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
-    let coord = open_coordinator(&cfg).await?;
+    let coord = open_coordinator(&cfg)
+        .await
+        .map_err(|e| anyhow_like::Error::data_dir(&cfg.data_dir, e))?;
     if let Some(url) = &cfg.alert_webhook_url {
         alerts::spawn(
             &coord,
@@ -141,12 +151,18 @@ pub async fn serve_on(
         );
     }
     let grace = cfg.shutdown_grace;
+    let addr = listener.local_addr()?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     let state = AppState {
         coord: coord.clone(),
         cfg: Arc::new(cfg),
     };
     let app = router(state);
-    tracing::info!(addr = %listener.local_addr()?, "tandem serving");
+    tracing::info!(
+        listen = %addr,
+        data_dir = %data_dir.display(),
+        "tandem serving; dashboard at http://{addr}/"
+    );
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     // No Nagle on accepted connections: an answer must not wait for the client's delayed
     // ACK of the previous one on a keep-alive connection.
@@ -158,9 +174,10 @@ pub async fn serve_on(
         let _ = stopped_tx.send(());
     });
     let server = tokio::spawn(async move { server.await });
-    // Once shutdown starts, requests in flight get `grace` to finish. If the log fails first,
-    // the coordinator has stopped acting (fail-stop): stop serving at once and report it, so
-    // the process exits and its supervisor restarts it from the log.
+    // Once shutdown starts, requests and branch calls in flight share one grace period:
+    // the requests' drain and the engine's drain end by the same deadline. If the log fails
+    // first, the coordinator has stopped acting (fail-stop): stop serving at once and report
+    // it, so the process exits and its supervisor restarts it from the log.
     tokio::select! {
         _ = stopped_rx => {}
         why = coord.failed() => {
@@ -169,28 +186,100 @@ pub async fn serve_on(
             return Err(anyhow_like::Error::Failed(why));
         }
     }
-    tracing::info!("shutting down: draining requests and branch calls");
-    match tokio::time::timeout(grace, server).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining requests and branch calls"
+    );
+    // The engine starts draining at once too, so a request waiting for a transaction is
+    // not what keeps the server up past the deadline.
+    let closing = {
+        let coord = coord.clone();
+        tokio::spawn(async move { coord.close_within(grace).await })
+    };
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
         Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
     }
-    coord.close_within(grace).await?;
+    closing
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
     tracing::info!("log flushed and closed");
     Ok(())
 }
 
 /// The server's own error for start-up and shutdown (not request errors: see [`error`]).
+/// Start-up errors name the thing (the address, the directory), the reason, and the
+/// setting that changes it.
 pub mod anyhow_like {
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+
+    use tandem_engine::EngineError;
+    use tandem_store::StoreError;
+
     pub type Result<T> = std::result::Result<T, Error>;
 
     #[derive(Debug, thiserror::Error)]
     pub enum Error {
+        #[error("cannot listen on {addr}: {reason}")]
+        Listen { addr: SocketAddr, reason: String },
+        #[error("cannot use the data directory {}: {reason}", path.display())]
+        DataDir { path: PathBuf, reason: String },
         #[error("I/O: {0}")]
         Io(#[from] std::io::Error),
         #[error(transparent)]
-        Engine(#[from] tandem_engine::EngineError),
+        Engine(#[from] EngineError),
         /// The log failed while serving (fail-stop); restart to recover from it.
         #[error("the log failed ({0}); restart to recover from the log")]
         Failed(String),
+    }
+
+    /// `permission denied`, `not a directory`, ...: the kind in words, else the error.
+    pub fn io_reason(e: &std::io::Error) -> String {
+        let kind = e.kind().to_string();
+        match kind.as_str() {
+            "other error" | "uncategorized error" => e.to_string(),
+            _ => kind,
+        }
+    }
+
+    impl Error {
+        pub fn listen(addr: SocketAddr, e: std::io::Error) -> Error {
+            let setting = "choose another address with --listen, TANDEM_LISTEN or `listen` in the config file";
+            let reason = match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "port {} is already in use by another process; stop it, or {setting}",
+                    addr.port()
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("permission denied (ports below 1024 need privileges); {setting}")
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    format!("{} is not an address of this machine; {setting}", addr.ip())
+                }
+                _ => format!("{}; {setting}", io_reason(&e)),
+            };
+            Error::Listen { addr, reason }
+        }
+
+        pub fn data_dir(path: &Path, e: EngineError) -> Error {
+            let setting =
+                "choose another with --data-dir, TANDEM_DATA_DIR or `data_dir` in the config file";
+            let reason = match e {
+                EngineError::Store(StoreError::InUse(_)) => format!(
+                    "it is in use by another tandem process (one server per data directory); \
+                     stop that one, or {setting}"
+                ),
+                EngineError::Store(StoreError::Io(io)) => format!("{}; {setting}", io_reason(&io)),
+                // Anything else the store says about the directory (e.g. a corrupt log).
+                EngineError::Store(other) => other.to_string(),
+                other => return Error::Engine(other),
+            };
+            Error::DataDir {
+                path: path.to_path_buf(),
+                reason,
+            }
+        }
     }
 }

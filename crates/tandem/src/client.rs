@@ -28,3 +28,18 @@ pub fn connect(server: &str) -> anyhow::Result<Client> {
             format!("--server {server:?}: give an http:// URL, e.g. http://127.0.0.1:36789")
         })
 }
+
+/// The client's error in the CLI's words: a 401 says what to do about the token.
+pub fn explain(e: tandem_client::Error) -> anyhow::Error {
+    match &e {
+        tandem_client::Error::Rejected { status: 401, .. } => {
+            let what = if std::env::var("TANDEM_AUTH_TOKEN").is_ok_and(|t| !t.is_empty()) {
+                "the token in TANDEM_AUTH_TOKEN is not the server's"
+            } else {
+                "the server requires a token: set TANDEM_AUTH_TOKEN to its auth_token"
+            };
+            anyhow::anyhow!("server answered 401: {what}")
+        }
+        _ => e.into(),
+    }
+}

@@ -10,7 +10,8 @@
 //!  POST /xa/{debit|credit}?gid&branch_id      local work prepared under gid-branch_id, then
 //!                                             registered with the coordinator (DTM XA)
 //!  POST /xa-phase2?gid&branch_id&op=commit|rollback       the coordinator's second phase
-//!  POST /admin/setup {accounts, balance}      GET /admin/snapshot   GET /admin/effect?gid=
+//!  POST /admin/setup {accounts, balance}   POST /admin/teardown
+//!  GET /admin/snapshot   GET /admin/effect?gid=
 //! ```
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/xa/{step}", post(xa_local))
         .route("/xa-phase2", post(xa_phase2))
         .route("/admin/setup", post(setup))
+        .route("/admin/teardown", post(teardown))
         .route("/admin/snapshot", get(snapshot))
         .route("/admin/effect", get(effect_of))
         .with_state(service)
@@ -141,6 +143,16 @@ struct Setup {
 
 async fn setup(State(s): State<Arc<Service>>, Json(req): Json<Setup>) -> Response {
     match s.bank.setup(req.accounts, req.balance).await {
+        Ok(()) => Reply::Success,
+        Err(e) => Reply::Error(e.to_string()),
+    }
+    .into_response()
+}
+
+/// Drops this service's tables (`check` and `demo` call it when they are done). The barrier
+/// table `dtm_barrier.barrier` stays: it may be shared with other services.
+async fn teardown(State(s): State<Arc<Service>>) -> Response {
+    match s.bank.drop_tables().await {
         Ok(()) => Reply::Success,
         Err(e) => Reply::Error(e.to_string()),
     }

@@ -61,11 +61,11 @@ fn outcome_answer(o: &Outcome, expected: TxStatus) -> DtmResult {
     }
 }
 
-/// Waits (bounded by the server's request timeout) for `gid` to end.
+/// Waits (bounded by `wait_result_max_ms`) for `gid` to end.
 async fn wait_for(s: &AppState, gid: &str, expected: TxStatus) -> DtmResult {
-    match tokio::time::timeout(s.cfg.request_timeout, s.coord.wait(gid)).await {
-        Ok(o) => outcome_answer(&o?, expected),
-        Err(_) => Err(DtmError::ongoing(
+    match s.coord.wait_within(gid, s.cfg.wait_result_max).await? {
+        Some(o) => outcome_answer(&o, expected),
+        None => Err(DtmError::ongoing(
             "not finished within the wait; it goes on in the background",
         )),
     }
@@ -108,17 +108,9 @@ pub async fn submit(State(s): State<AppState>, b: Body) -> DtmResult {
                     .await?;
                 return reply::success();
             }
-            return match tokio::time::timeout(
-                s.cfg.request_timeout,
-                s.coord.begin(crate::trace::adopt(tx), Wait::Outcome),
-            )
-            .await
-            {
-                Ok(o) => outcome_answer(&o?, TxStatus::Succeeded),
-                Err(_) => Err(DtmError::ongoing(
-                    "not finished within the wait; it goes on in the background",
-                )),
-            };
+            let bound = Wait::OutcomeWithin(s.cfg.wait_result_max);
+            let o = s.coord.begin(crate::trace::adopt(tx), bound).await?;
+            return outcome_answer(&o, TxStatus::Succeeded);
         }
         DtmType::Msg => match s.coord.get(&gid).await? {
             Some(old) if old.kind != TxKind::Msg => {
@@ -230,14 +222,14 @@ pub async fn force_stop(State(s): State<AppState>, b: Body) -> DtmResult {
 pub async fn reset_next_cron_time(State(s): State<AppState>, b: Body) -> DtmResult {
     let req = trans(b)?;
     let gid = req.gid()?.to_string();
-    s.coord
-        .retry(&gid, "resetNextCronTime (DTM API)")
-        .await
-        .map_err(|e| match e {
-            EngineError::NotFound(g) => not_found(&g),
-            e => e.into(),
-        })?;
-    reply::success()
+    match s.coord.retry(&gid, "resetNextCronTime (DTM API)").await {
+        // DTM resets the time of an ended transaction too; nothing is due, so that is a no-op.
+        Ok(()) | Err(EngineError::Refused(tandem_core::ApplyError::Ended { .. })) => {
+            reply::success()
+        }
+        Err(EngineError::NotFound(g)) => Err(not_found(&g)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn query(

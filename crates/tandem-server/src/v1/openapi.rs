@@ -11,8 +11,8 @@ use super::model::{
 };
 use super::stats::StatsView;
 use super::view::{
-    AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxSummary,
-    TxView,
+    AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxPending,
+    TxSummary, TxView,
 };
 use super::{inspect, protocols, stats};
 
@@ -52,6 +52,7 @@ use super::{inspect, protocols, stats};
         MsgRequest,
         ReasonRequest,
         TxOutcome,
+        TxPending,
         AttemptView,
         BranchView,
         HistoryView,
