@@ -79,7 +79,8 @@ function badge(status, extra) {
 }
 
 function statusCell(t) {
-  return el('span', { class: 'badges' }, badge(t.status), t.parked ? badge('parked') : null);
+  return el('span', { class: 'badges' }, badge(t.status), t.parked ? badge('parked') : null,
+    t.heuristic ? badge('heuristic') : null);
 }
 
 // ---------------------------------------------------------------- API
@@ -473,6 +474,9 @@ async function renderTx(view, gid, seq) {
       el('span', { id: 'tx-status' }, statusCell(t)),
       el('div', { class: 'spacer' }),
       el('div', { class: 'actions', id: 'tx-actions' }, actionButtons(t, () => route()))),
+    t.heuristic ? el('div', { class: 'callout bad', id: 'tx-heuristic', role: 'alert' },
+      el('strong', { text: 'Heuristic outcome: ' }), el('span', { text: t.heuristic }),
+      el('span', { text: ' — a participant disagrees with the log. Check the databases, repair, then force stop.' })) : null,
     t.parked ? el('div', { class: 'callout warn', id: 'tx-parked' },
       el('strong', { text: 'Parked: ' }), el('span', { text: t.parked })) : null,
     t.fail_reason ? el('div', { class: 'callout bad', id: 'tx-fail' },
