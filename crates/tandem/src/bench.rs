@@ -32,6 +32,8 @@ use tandem_engine::{BranchError, CallRequest, Coordinator, EngineStats, Resource
 
 #[path = "bench_http.rs"]
 mod http;
+#[path = "bench_waiting.rs"]
+mod waiting;
 #[path = "bench_xa.rs"]
 mod xa;
 
@@ -43,6 +45,9 @@ pub enum BenchCmd {
     Http(http::HttpArgs),
     /// 2PC across two PostgreSQL databases, against PostgreSQL's own prepare/commit bound.
     Xa(xa::XaArgs),
+    /// What open transactions cost a server: RSS with a million TCC transactions waiting,
+    /// restart time after kill -9, idle RSS after finished ones.
+    Waiting(waiting::WaitingArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -79,6 +84,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Embedded(a) => embedded(a).await,
         BenchCmd::Http(a) => http::run(a).await,
         BenchCmd::Xa(a) => xa::run(a).await,
+        BenchCmd::Waiting(a) => waiting::run(a).await,
     }
 }
 
