@@ -16,6 +16,7 @@ pub mod config;
 pub mod dashboard;
 pub mod dtm;
 pub mod error;
+pub mod grpc;
 pub mod http_transport;
 pub mod metrics;
 pub mod otlp;
