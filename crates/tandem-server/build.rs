@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Malformed requests are INVALID_ARGUMENT, not prost's INTERNAL.
+        .codec_path("crate::grpc::codec::StrictCodec")
         .compile_fds(fds)?;
     Ok(())
 }

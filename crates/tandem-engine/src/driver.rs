@@ -394,6 +394,12 @@ impl Driver {
 
     fn call(&mut self, branch: usize) {
         let b = &self.tx.branches[branch];
+        let timeout = self
+            .tx
+            .options
+            .request_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.shared.config.request_timeout);
         let req = CallRequest {
             gid: self.gid.clone(),
             kind: self.tx.kind,
@@ -402,13 +408,8 @@ impl Driver {
             target: b.target.clone(),
             payload: b.payload.clone(),
             headers: self.headers.clone(),
+            timeout,
         };
-        let timeout = self
-            .tx
-            .options
-            .request_timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(self.shared.config.request_timeout);
         let shared = self.shared.clone();
         let span =
             tracing::debug_span!("branch_call", branch_id = %b.branch_id, op = b.op.as_str());

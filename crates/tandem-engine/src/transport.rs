@@ -25,6 +25,9 @@ pub struct CallRequest {
     pub payload: Vec<u8>,
     /// Extra headers (server mode) and the trace context.
     pub headers: Arc<Vec<(String, String)>>,
+    /// How long the engine waits for the answer (it then counts the call as unknown); a
+    /// transport that can tell the participant (a gRPC deadline) passes it on.
+    pub timeout: std::time::Duration,
 }
 
 impl CallRequest {

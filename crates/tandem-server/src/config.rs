@@ -10,6 +10,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where DTM's gRPC API listens (`None`: not served). DTM's gRPC port by default.
+    pub grpc_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Largest request body accepted, in bytes.
     pub body_bytes_max: usize,
@@ -66,6 +68,31 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// A socket address, or nothing (written as an empty string): a listener that may be off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        s.parse().map(|a| OptionalAddr(Some(a))).map_err(|e| {
+            format!("{s:?} is not an address such as 127.0.0.1:36790 ({e}); empty turns it off")
+        })
+    }
+}
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
 /// A secret that never shows in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -97,6 +124,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 36789)),
+            grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 36790))),
             data_dir: PathBuf::from("./tandem-data"),
             body_bytes_max: 1 << 20,
             branches_max: 256,
@@ -123,6 +151,8 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConfigLayer {
     pub listen: Option<SocketAddr>,
+    /// An address, or empty to turn the gRPC API off.
+    pub grpc_listen: Option<OptionalAddr>,
     pub data_dir: Option<PathBuf>,
     pub body_bytes_max: Option<usize>,
     pub branches_max: Option<usize>,
@@ -175,7 +205,7 @@ impl ConfigLayer {
         })
     }
 
-    /// Reads `TANDEM_LISTEN`, `TANDEM_DATA_DIR`, `TANDEM_BODY_BYTES_MAX`, `TANDEM_BRANCHES_MAX`,
+    /// Reads `TANDEM_LISTEN`, `TANDEM_GRPC_LISTEN`, `TANDEM_DATA_DIR`, `TANDEM_BODY_BYTES_MAX`, `TANDEM_BRANCHES_MAX`,
     /// `TANDEM_ALLOWED_HOSTS` (comma-separated), `TANDEM_REQUEST_TIMEOUT_MS`,
     /// `TANDEM_SHUTDOWN_GRACE_MS`, `TANDEM_ACTIVE_MAX`, `TANDEM_NODE_NAME`, `TANDEM_AUTH_TOKEN`,
     /// `TANDEM_METRICS_PUBLIC`, `TANDEM_PING_PUBLIC`, `TANDEM_STUCK_AFTER_MS`,
@@ -197,6 +227,7 @@ impl ConfigLayer {
         }
         Ok(ConfigLayer {
             listen: get("TANDEM_LISTEN")?,
+            grpc_listen: get("TANDEM_GRPC_LISTEN")?,
             data_dir: get("TANDEM_DATA_DIR")?,
             body_bytes_max: get("TANDEM_BODY_BYTES_MAX")?,
             branches_max: get("TANDEM_BRANCHES_MAX")?,
@@ -231,6 +262,9 @@ impl ServerConfig {
     pub fn apply(mut self, layer: ConfigLayer) -> ServerConfig {
         if let Some(v) = layer.listen {
             self.listen = v;
+        }
+        if let Some(v) = layer.grpc_listen {
+            self.grpc_listen = v.0;
         }
         if let Some(v) = layer.data_dir {
             self.data_dir = v;
@@ -314,6 +348,14 @@ mod tests {
         assert_eq!(cfg.node_name, "flag");
         assert_eq!(cfg.allowed_hosts, Some(vec!["svc".to_string()]));
         assert_eq!(cfg.data_dir, PathBuf::from("./tandem-data"));
+        assert_eq!(
+            cfg.grpc_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 36790))),
+            "DTM's gRPC port by default"
+        );
+        let off: ConfigLayer = toml::from_str("grpc_listen = \"\"").expect("toml");
+        assert_eq!(ServerConfig::default().apply(off).grpc_listen, None);
+        assert!(toml::from_str::<ConfigLayer>("grpc_listen = \"nope\"").is_err());
         assert!(
             toml::from_str::<ConfigLayer>("lisen = \"x\"").is_err(),
             "unknown keys are refused"

@@ -1,10 +1,11 @@
 //! # tandem-server: the coordinator as an HTTP service
 //!
 //! `tandem serve` runs this: one [`tandem_engine::Coordinator`] on the embedded store, with
-//! HTTP branch calls ([`http_transport`]), behind two APIs on one port:
+//! HTTP and gRPC branch calls ([`http_transport`], [`grpc::transport`]), behind three APIs:
 //! - [`v1`]: the native JSON API, described by the OpenAPI document at `/v1/openapi.json`;
 //! - [`dtm`]: DTM's HTTP protocol under `/api/dtmsvr` (and `/api/ping`), so existing DTM
-//!   clients work unchanged.
+//!   clients work unchanged;
+//! - [`grpc::api`]: DTM's gRPC API (`dtmgimp.Dtm`) on its own port (`grpc_listen`).
 //!
 //! Every request body is bounded (`body_bytes_max`); a client's mistake gets a 4xx with a
 //! JSON body naming the problem, never a 500; shutdown (SIGTERM/SIGINT) stops accepting,
@@ -12,6 +13,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod branches;
 pub mod config;
 pub mod dashboard;
 pub mod dtm;
@@ -20,6 +22,7 @@ pub mod grpc;
 pub mod http_transport;
 pub mod metrics;
 pub mod otlp;
+pub mod target;
 pub mod trace;
 pub mod v1;
 pub mod validate;
@@ -47,10 +50,13 @@ pub async fn open_coordinator(
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| tandem_engine::EngineError::Store(e.into()))?;
     let mut transport = http_transport::HttpTransport::new();
+    let dtm = cfg.grpc_listen.map(|a| a.to_string()).unwrap_or_default();
+    let mut grpc = grpc::transport::GrpcTransport::new(dtm);
     let mut builder = Coordinator::builder();
     if let Some(endpoint) = &cfg.otlp_endpoint {
         let spans = otlp::Exporter::spawn(endpoint, &cfg.service_name);
         transport = transport.with_spans(spans.clone());
+        grpc = grpc.with_spans(spans.clone());
         builder = builder.on_end(Arc::new(move |tx| spans.export(tx_span(tx))));
         tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");
     }
@@ -63,7 +69,10 @@ pub async fn open_coordinator(
             ..EngineConfig::default()
         })
         .redb_config(RedbConfig::default())
-        .transport(Arc::new(transport))
+        .transport(Arc::new(branches::Branches {
+            http: transport,
+            grpc,
+        }))
         .open(&cfg.data_dir)
         .await
 }
@@ -110,19 +119,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then drains: stop accepting, let in-flight requests and
-/// branch calls run up to `shutdown_grace`, flush and close the log.
+/// Serves HTTP on `cfg.listen` and, unless it is off, DTM's gRPC API on `cfg.grpc_listen`
+/// until `shutdown` resolves, then drains: stop accepting, let in-flight requests and branch
+/// calls run up to `shutdown_grace`, flush and close the log.
 pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    serve_on(listener, cfg, shutdown).await
+    let grpc =
+        match cfg.grpc_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("gRPC listener on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+    serve_with(listener, grpc, cfg, shutdown).await
 }
 
-/// As [`serve`], on a listener the caller bound (tests bind port 0).
+/// As [`serve`], HTTP only, on a listener the caller bound (tests bind port 0).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow_like::Result<()> {
+    serve_with(listener, None, cfg, shutdown).await
+}
+
+/// As [`serve`], on listeners the caller bound: HTTP on `listener`, gRPC on `grpc` if given.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
@@ -140,9 +167,22 @@ pub async fn serve_on(
         coord: coord.clone(),
         cfg: Arc::new(cfg),
     };
-    let app = router(state);
+    let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "tandem serving");
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    // The gRPC API stops accepting when HTTP does (same signal, fanned out).
+    let (grpc_stop_tx, grpc_stop) = tokio::sync::watch::channel(false);
+    let grpc_task = match grpc {
+        Some(l) => {
+            tracing::info!(addr = %l.local_addr()?, "tandem serving DTM's gRPC API");
+            let mut stop = grpc_stop.clone();
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(grpc::api::serve(l, state, signal)))
+        }
+        None => None,
+    };
     // No Nagle on accepted connections: an answer must not wait for the client's delayed
     // ACK of the previous one on a keep-alive connection.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -150,6 +190,7 @@ pub async fn serve_on(
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
+        let _ = grpc_stop_tx.send(true);
         let _ = stopped_tx.send(());
     });
     let server = tokio::spawn(async move { server.await });
@@ -159,6 +200,13 @@ pub async fn serve_on(
     match tokio::time::timeout(grace, server).await {
         Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
         Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
+    }
+    if let Some(task) = grpc_task {
+        match tokio::time::timeout(grace, task).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the gRPC server failed"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("gRPC requests still running after the grace period"),
+        }
     }
     coord.close_within(grace).await?;
     tracing::info!("log flushed and closed");

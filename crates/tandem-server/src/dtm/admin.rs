@@ -39,9 +39,14 @@ pub async fn version() -> Json<Value> {
     Json(json!({ "version": concat!("tandem-", env!("CARGO_PKG_VERSION")) }))
 }
 
+/// `GET newGid`.
+pub async fn new_gid(State(s): State<AppState>) -> DtmResult {
+    reply::ok(json!({ "gid": gid(&s), "dtm_result": reply::SUCCESS }))
+}
+
 /// A gid unique for this server: node name, milliseconds, a per-process sequence and a
 /// per-process random salt (so two processes started in the same millisecond differ).
-pub async fn new_gid(State(s): State<AppState>) -> DtmResult {
+pub fn gid(s: &AppState) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     static SALT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let salt = *SALT.get_or_init(|| {
@@ -61,8 +66,7 @@ pub async fn new_gid(State(s): State<AppState>) -> DtmResult {
     if node.is_empty() {
         node.push_str("tandem");
     }
-    let gid = format!("{node}-{:x}-{salt:08x}-{n:x}", s.coord.now().as_millis());
-    reply::ok(json!({ "gid": gid, "dtm_result": reply::SUCCESS }))
+    format!("{node}-{:x}-{salt:08x}-{n:x}", s.coord.now().as_millis())
 }
 
 fn bad(m: String) -> ApiError {

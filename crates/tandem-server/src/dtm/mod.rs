@@ -16,6 +16,7 @@ pub mod admin;
 pub mod handlers;
 pub mod reply;
 pub mod request;
+pub mod service;
 pub mod view;
 
 use axum::routing::{any, get, post};

@@ -88,6 +88,12 @@ pub struct TransReq {
     pub branch_headers: Option<HashMap<String, String>>,
     pub concurrent: Option<bool>,
     pub rollback_reason: Option<String>,
+    /// Workflow `submit`: `status`, `rollback_reason`, `result`.
+    pub req_extra: Option<HashMap<String, String>>,
+    /// gRPC: the payloads as bytes (`BinPayloads`), sent to branches as they are. HTTP
+    /// clients send strings in `payloads` (or `steps[i].data`) instead.
+    #[serde(skip)]
+    pub bin_payloads: Option<Vec<Vec<u8>>>,
 }
 
 /// Parses a JSON body, naming the problem when it is not one.
@@ -127,11 +133,11 @@ impl TransReq {
         let gid = self.gid()?;
         let ty = self.dtm_type()?;
         match self.protocol.as_deref() {
-            None | Some("") | Some("http") => {}
+            None | Some("") | Some("http") | Some("grpc") => {}
             Some(p) => {
                 return Err(ApiError::bad_request(
                     "unsupported_protocol",
-                    format!("protocol {p:?} is not supported here; only http"),
+                    format!("protocol {p:?} is not supported; http and grpc are"),
                 ))
             }
         }
@@ -139,10 +145,12 @@ impl TransReq {
         let steps = self.steps.as_deref().unwrap_or(&[]);
         validate::branch_count(cfg, steps.len() * 2)?;
         let payloads = self.payloads.as_deref().unwrap_or(&[]);
-        if payloads.len() > steps.len() {
+        let bin = self.bin_payloads.as_deref();
+        let given = bin.map_or(payloads.len(), <[Vec<u8>]>::len);
+        if given > steps.len() {
             return Err(ApiError::bad_request(
                 "invalid_steps",
-                format!("{} payloads for {} steps", payloads.len(), steps.len()),
+                format!("{given} payloads for {} steps", steps.len()),
             ));
         }
         let mut branches = Vec::with_capacity(steps.len() * 2);
@@ -150,12 +158,11 @@ impl TransReq {
             let empty = HashMap::new();
             let step = step.as_ref().unwrap_or(&empty);
             let get = |k: &str| step.get(k).and_then(|v| v.as_deref()).unwrap_or("");
-            let payload = match payloads.get(i).and_then(|p| p.as_deref()) {
-                Some(p) => p,
-                None => get("data"),
-            }
-            .as_bytes()
-            .to_vec();
+            let payload = match (bin, payloads.get(i).and_then(|p| p.as_deref())) {
+                (Some(bin), _) => bin.get(i).cloned().unwrap_or_default(),
+                (None, Some(p)) => p.as_bytes().to_vec(),
+                (None, None) => get("data").as_bytes().to_vec(),
+            };
             let id = format!("{:02}", i + 1);
             let action = get("action");
             validate::branch_url(cfg, action)?;
@@ -313,6 +320,20 @@ pub struct RegisterReq {
     pub ops: Vec<(Op, String)>,
 }
 
+/// The fields of a `registerBranch` request, however they arrived (HTTP: one JSON object
+/// of strings; gRPC: `DtmBranchRequest` and its `Data` map).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RegisterFields<'a> {
+    pub gid: &'a str,
+    pub branch_id: &'a str,
+    pub trans_type: &'a str,
+    /// tcc: the confirm and cancel URLs.
+    pub confirm: &'a str,
+    pub cancel: &'a str,
+    /// xa: the URL of both phase-2 ops.
+    pub url: &'a str,
+}
+
 impl RegisterReq {
     pub fn parse(cfg: &ServerConfig, body: &[u8]) -> Result<RegisterReq, ApiError> {
         let map: HashMap<String, serde_json::Value> = parse_json(body)?;
@@ -337,10 +358,26 @@ impl RegisterReq {
             }
         }
         let get = |k: &str| map.get(k).and_then(|v| v.as_str()).unwrap_or("");
-        let gid = get("gid");
-        tandem_core::validate_gid(gid)
+        let fields = RegisterFields {
+            gid: get("gid"),
+            branch_id: get("branch_id"),
+            trans_type: get("trans_type"),
+            confirm: get("confirm"),
+            cancel: get("cancel"),
+            url: get("url"),
+        };
+        RegisterReq::build(cfg, fields, get("data").as_bytes().to_vec())
+    }
+
+    /// Checks `f` and builds the request; `data` is the branch's payload.
+    pub fn build(
+        cfg: &ServerConfig,
+        f: RegisterFields<'_>,
+        data: Vec<u8>,
+    ) -> Result<RegisterReq, ApiError> {
+        tandem_core::validate_gid(f.gid)
             .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
-        let branch_id = get("branch_id");
+        let branch_id = f.branch_id;
         if branch_id.is_empty()
             || branch_id.len() > 64
             || !branch_id
@@ -352,23 +389,20 @@ impl RegisterReq {
                 format!("branch_id {branch_id:?} must be 1..=64 of [A-Za-z0-9-_.]"),
             ));
         }
-        let ty = DtmType::parse(get("trans_type"))?;
+        let ty = DtmType::parse(f.trans_type)?;
         let ops = match ty {
             DtmType::Tcc => vec![
-                (Op::Cancel, get("cancel").to_string()),
-                (Op::Confirm, get("confirm").to_string()),
+                (Op::Cancel, f.cancel.to_string()),
+                (Op::Confirm, f.confirm.to_string()),
             ],
             DtmType::Xa => vec![
-                (Op::Rollback, get("url").to_string()),
-                (Op::Commit, get("url").to_string()),
+                (Op::Rollback, f.url.to_string()),
+                (Op::Commit, f.url.to_string()),
             ],
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
-                    format!(
-                        "registerBranch is for tcc and xa, not {}",
-                        get("trans_type")
-                    ),
+                    format!("registerBranch is for tcc and xa, not {}", f.trans_type),
                 ))
             }
         };
@@ -376,10 +410,10 @@ impl RegisterReq {
             validate::branch_url(cfg, url)?;
         }
         Ok(RegisterReq {
-            gid: gid.to_string(),
+            gid: f.gid.to_string(),
             branch_id: branch_id.to_string(),
             ty,
-            data: get("data").as_bytes().to_vec(),
+            data,
             ops,
         })
     }
