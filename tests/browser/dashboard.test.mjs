@@ -94,7 +94,7 @@ function startParticipant() {
 /** `tandem serve` on port 0; its address is read from its log line `tandem serving addr=...`. */
 function startServer(extraEnv = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-browser-'));
-  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir], {
+  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--grpc-listen', '', '--data-dir', dir], {
     env: { ...process.env, NO_COLOR: '1', TANDEM_LOG: 'info', TANDEM_NODE_NAME: 'demo', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -174,7 +174,7 @@ pub async fn serve_with(
     let (grpc_stop_tx, grpc_stop) = tokio::sync::watch::channel(false);
     let grpc_task = match grpc {
         Some(l) => {
-            tracing::info!(addr = %l.local_addr()?, "tandem serving DTM's gRPC API");
+            tracing::info!(addr = %l.local_addr()?, "DTM's gRPC API listening");
             let mut stop = grpc_stop.clone();
             let signal = async move {
                 let _ = stop.wait_for(|s| *s).await;

@@ -1,0 +1,276 @@
+"""DTM's gRPC protocol against `tandem serve`: a DTM gRPC client (stubs generated at test
+time from the repository's proto/dtmgimp.proto with grpcio-tools) drives every protocol,
+and the branches are Python gRPC participants (grpcio servers).
+
+What is checked is what a DTM user relies on: the status codes (OK, ABORTED = FAILURE,
+FAILED_PRECONDITION = ONGOING, INVALID_ARGUMENT for a malformed request), the request
+message reaching the participant byte for byte, DTM's dtm-* metadata, the deadline, and
+the stored transaction as DTM's `query` shows it.
+"""
+
+import json
+import time
+
+import grpc
+from google.protobuf import empty_pb2
+import pytest
+import requests
+
+from conftest import free_port, query, start_server, wait_status
+from grpc_support import Participant, generate_stubs
+
+
+@pytest.fixture(scope="module")
+def pb():
+    return generate_stubs()
+
+
+class Server:
+    """A `tandem serve` with its gRPC API on; `dtm` is a dtmgimp.Dtm stub."""
+
+    def __init__(self, pb, extra_env=None):
+        self.pb = pb
+        self.grpc_port = free_port()
+        self.base, self.stop = start_server(extra_env=extra_env, grpc_port=self.grpc_port)
+        self.http = self.base + "/api/dtmsvr"
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+        grpc.channel_ready_future(self.channel).result(timeout=15)
+        self.dtm = pb["dtmgimp_pb2_grpc"].DtmStub(self.channel)
+
+    def gid(self):
+        return self.dtm.NewGid(empty_pb2.Empty()).Gid
+
+    def close(self):
+        self.channel.close()
+        self.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(pb):
+    s = Server(pb)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def part():
+    p = Participant()
+    yield p
+    p.stop()
+
+
+def req(pb, **kw):
+    opts = kw.pop("options", {})
+    return pb["dtmgimp_pb2"].DtmRequest(
+        TransOptions=pb["dtmgimp_pb2"].DtmTransOptions(**opts), **kw)
+
+
+def busi(pb, amount, user="u1"):
+    return pb["busi_pb2"].BusiReq(Amount=amount, UserId=user).SerializeToString()
+
+
+def code_of(fn):
+    with pytest.raises(grpc.RpcError) as e:
+        fn()
+    return e.value.code(), e.value.details()
+
+
+def saga_req(pb, gid, part, steps, **kw):
+    return req(
+        pb, Gid=gid, TransType="saga",
+        Steps=json.dumps([{"action": part.url(a), "compensate": part.url(c)} for a, c in steps]),
+        BinPayloads=[busi(pb, 30) for _ in steps], **kw)
+
+
+def test_saga_success_over_grpc(srv, pb, part):
+    gid = srv.gid()
+    srv.dtm.Submit(saga_req(pb, gid, part, [("TransOut", "TransOutRevert"), ("TransIn", "TransInRevert")],
+                            options={"BranchHeaders": {"x-tenant": "acme"}, "RequestTimeout": 4}))
+    ans = wait_status(srv.http, gid, "succeed")
+    assert part.methods(gid) == ["TransOut", "TransIn"]
+    first = part.calls_for(gid)[0]
+    # The stored payload reaches the participant byte for byte, as its request message.
+    assert pb["busi_pb2"].BusiReq.FromString(first["body"]).Amount == 30
+    assert first["body"] == busi(pb, 30)
+    md = first["md"]
+    assert (md["dtm-gid"], md["dtm-trans_type"], md["dtm-branch_id"], md["dtm-op"]) == (gid, "saga", "01", "action")
+    assert md["dtm-dtm"] == f"127.0.0.1:{srv.grpc_port}"
+    assert md["x-tenant"] == "acme"
+    assert md["traceparent"].startswith("00-")
+    # The deadline is the call timeout (RequestTimeout 4 s).
+    assert 2 < first["time_left"] <= 4.01
+    t = ans["transaction"]
+    assert (t["trans_type"], t["status"]) == ("saga", "succeed")
+
+
+def test_saga_rollback_and_wait_result(srv, pb, part):
+    part.answers["/busi.Busi/TransIn"] = ("ABORTED", "not enough money")
+    gid = srv.gid()
+    code, msg = code_of(lambda: srv.dtm.Submit(saga_req(
+        pb, gid, part, [("TransOut", "TransOutRevert"), ("TransIn", "TransInRevert")],
+        options={"WaitResult": True})))
+    assert code == grpc.StatusCode.ABORTED, msg
+    assert "not enough money" in msg
+    assert part.methods(gid) == ["TransOut", "TransIn", "TransInRevert", "TransOutRevert"]
+    revert = part.calls_for(gid)[3]["md"]
+    assert (revert["dtm-branch_id"], revert["dtm-op"]) == ("01", "compensate")
+    wait_status(srv.http, gid, "failed")
+
+
+def test_unknown_answers_are_retried(srv, pb, part):
+    seen = []
+
+    def flaky(call):
+        seen.append(1)
+        return "UNAVAILABLE" if len(seen) < 3 else "OK"
+
+    part.answers["/busi.Busi/Flaky"] = flaky
+    gid = srv.gid()
+    srv.dtm.Submit(saga_req(pb, gid, part, [("Flaky", "FlakyRevert")], options={"RetryInterval": 1}))
+    ans = wait_status(srv.http, gid, "succeed", timeout=20)
+    assert part.methods(gid) == ["Flaky"] * 3
+    assert ans["transaction"]["status"] == "succeed"
+
+
+def test_ongoing_then_success(srv, pb, part):
+    n = []
+    part.answers["/busi.Busi/Slow"] = lambda c: (n.append(1) or ("FAILED_PRECONDITION", "ONGOING")) if len(n) < 1 else "OK"
+    gid = srv.gid()
+    srv.dtm.Submit(saga_req(pb, gid, part, [("Slow", "SlowRevert")], options={"RetryInterval": 1}))
+    wait_status(srv.http, gid, "succeed", timeout=20)
+    assert part.methods(gid) == ["Slow", "Slow"]
+
+
+def test_tcc_confirm_and_cancel(srv, pb, part):
+    d = pb["dtmgimp_pb2"]
+    for outcome in ("confirm", "cancel"):
+        gid = srv.gid()
+        srv.dtm.Prepare(req(pb, Gid=gid, TransType="tcc"))
+        for bid, name in (("01", "Out"), ("02", "In")):
+            srv.dtm.RegisterBranch(d.DtmBranchRequest(
+                Gid=gid, TransType="tcc", BranchID=bid, BusiPayload=busi(pb, 7),
+                Data={"confirm": part.url(f"Confirm{name}"), "cancel": part.url(f"Cancel{name}")}))
+        if outcome == "confirm":
+            srv.dtm.Submit(req(pb, Gid=gid, TransType="tcc", options={"WaitResult": True}))
+            wait_status(srv.http, gid, "succeed")
+        else:
+            srv.dtm.Abort(req(pb, Gid=gid, TransType="tcc", options={"WaitResult": True}))
+            wait_status(srv.http, gid, "failed")
+        calls = part.calls_for(gid)
+        word = "Confirm" if outcome == "confirm" else "Cancel"
+        assert sorted(part.methods(gid)) == [f"{word}In", f"{word}Out"]
+        assert all(c["md"]["dtm-op"] == outcome and c["md"]["dtm-trans_type"] == "tcc" for c in calls)
+        assert all(c["body"] == busi(pb, 7) for c in calls)
+    # Registering on a transaction that is no longer prepared is a FAILURE.
+    code, _ = code_of(lambda: srv.dtm.RegisterBranch(d.DtmBranchRequest(
+        Gid=gid, TransType="tcc", BranchID="03", Data={"confirm": "", "cancel": ""})))
+    assert code == grpc.StatusCode.ABORTED
+
+
+def test_xa_phase_two_over_grpc(srv, pb, part):
+    """dtmgrpc's XaLocalTransaction registers its branch with Data {"url": phase2 URL}
+    after preparing locally; the coordinator then calls that URL with op commit or
+    rollback and trans_type xa."""
+    d = pb["dtmgimp_pb2"]
+    for submit in (True, False):
+        gid = srv.gid()
+        srv.dtm.Prepare(req(pb, Gid=gid, TransType="xa"))
+        for bid in ("01", "02"):
+            srv.dtm.RegisterBranch(d.DtmBranchRequest(
+                Gid=gid, TransType="xa", BranchID=bid, Data={"url": part.url("XaPhase2")}))
+        if submit:
+            srv.dtm.Submit(req(pb, Gid=gid, TransType="xa", options={"WaitResult": True}))
+        else:
+            srv.dtm.Abort(req(pb, Gid=gid, TransType="xa", options={"WaitResult": True}))
+        calls = part.calls_for(gid)
+        op = "commit" if submit else "rollback"
+        assert sorted(c["md"]["dtm-branch_id"] for c in calls) == ["01", "02"]
+        assert all(c["md"]["dtm-op"] == op and c["md"]["dtm-trans_type"] == "xa" for c in calls)
+        ans = wait_status(srv.http, gid, "succeed" if submit else "failed")
+        assert ans["transaction"]["trans_type"] == "xa"
+
+
+def test_msg_with_query_prepared_over_grpc(srv, pb, part):
+    # Submitted by the sender: delivered.
+    gid = srv.gid()
+    m = req(pb, Gid=gid, TransType="msg", QueryPrepared=part.url("QueryPrepared"),
+            Steps=json.dumps([{"action": part.url("Deliver")}]), BinPayloads=[busi(pb, 5)])
+    srv.dtm.Prepare(m)
+    srv.dtm.Submit(req(pb, Gid=gid, TransType="msg", options={"WaitResult": True}))
+    assert part.methods(gid) == ["Deliver"]
+    assert part.calls_for(gid)[0]["body"] == busi(pb, 5)
+
+    # Never submitted: the coordinator asks the sender's check (branch 00, op msg) once the
+    # message has been prepared for TimeoutToFail; success means deliver.
+    gid = srv.gid()
+    srv.dtm.Prepare(req(pb, Gid=gid, TransType="msg", QueryPrepared=part.url("QueryPrepared"),
+                        Steps=json.dumps([{"action": part.url("Deliver")}]),
+                        BinPayloads=[busi(pb, 6)], options={"TimeoutToFail": 1}))
+    wait_status(srv.http, gid, "succeed", timeout=20)
+    calls = part.calls_for(gid)
+    assert [c["method"].rsplit("/", 1)[1] for c in calls] == ["QueryPrepared", "Deliver"]
+    check = calls[0]["md"]
+    assert (check["dtm-branch_id"], check["dtm-op"], check["dtm-trans_type"]) == ("00", "msg", "msg")
+
+    # The sender rolled back (ABORTED from the check): the message fails, nothing delivered.
+    part.answers["/busi.Busi/QueryPreparedNo"] = ("ABORTED", "FAILURE")
+    gid = srv.gid()
+    srv.dtm.Prepare(req(pb, Gid=gid, TransType="msg", QueryPrepared=part.url("QueryPreparedNo"),
+                        Steps=json.dumps([{"action": part.url("Deliver")}]),
+                        BinPayloads=[busi(pb, 6)], options={"TimeoutToFail": 1}))
+    wait_status(srv.http, gid, "failed", timeout=20)
+    assert part.methods(gid) == ["QueryPreparedNo"]
+
+
+def test_bad_input_is_invalid_argument(srv, pb, part):
+    d = pb["dtmgimp_pb2"]
+    cases = [
+        req(pb, Gid="bad gid!", TransType="saga", Steps="[]"),
+        req(pb, Gid="g-ok-1", TransType="nope"),
+        req(pb, Gid="g-ok-2", TransType="saga", Steps="{not json"),
+        req(pb, Gid="g-ok-3", TransType="saga", Steps=json.dumps([{"action": "discovery:///x/a.B/C", "compensate": ""}])),
+        req(pb, Gid="g-ok-4", TransType="saga", Steps=json.dumps([{"action": "", "compensate": ""}]),
+            options={"TimeoutToFail": -5}),
+        req(pb, Gid="g-ok-5", TransType="saga", Steps="[]"),
+    ]
+    for r in cases:
+        code, msg = code_of(lambda: srv.dtm.Submit(r))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (r, code, msg)
+        assert msg
+    code, _ = code_of(lambda: srv.dtm.RegisterBranch(d.DtmBranchRequest(
+        Gid="g", TransType="tcc", BranchID="", Data={})))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    # Bytes that are not a DtmRequest at all: INVALID_ARGUMENT, not INTERNAL; the server lives on.
+    raw = srv.channel.unary_unary("/dtmgimp.Dtm/Submit")
+    code, msg = code_of(lambda: raw(b"\xff\xff\xff\xff\x0f"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, msg
+    # Unknown gids.
+    code, _ = code_of(lambda: srv.dtm.Submit(req(pb, Gid="never-prepared", TransType="tcc")))
+    assert code == grpc.StatusCode.NOT_FOUND
+    # Too large a request: refused, never a crash.
+    big = req(pb, Gid="g-big", TransType="saga", Steps=json.dumps([{"action": "", "compensate": ""}]),
+              BinPayloads=[b"x" * (2 << 20)])
+    code, _ = code_of(lambda: srv.dtm.Submit(big))
+    assert code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INVALID_ARGUMENT)
+    # And everything still works.
+    gid = srv.gid()
+    srv.dtm.Submit(saga_req(pb, gid, part, [("After", "AfterRevert")], options={"WaitResult": True}))
+
+
+def test_a_token_guards_the_grpc_api(pb):
+    s = Server.__new__(Server)
+    s.pb = pb
+    s.grpc_port = free_port()
+    s.base, s.stop = start_server(extra_env={"TANDEM_AUTH_TOKEN": "s3cret"}, grpc_port=s.grpc_port)
+    try:
+        ch = grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}")
+        stub = pb["dtmgimp_pb2_grpc"].DtmStub(ch)
+        empty = empty_pb2.Empty()
+        code, _ = code_of(lambda: stub.NewGid(empty))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        code, _ = code_of(lambda: stub.NewGid(empty, metadata=[("authorization", "Bearer wrong")]))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        assert stub.NewGid(empty, metadata=[("authorization", "Bearer s3cret")]).Gid
+        ch.close()
+    finally:
+        s.stop()
