@@ -16,7 +16,7 @@ from google.protobuf import empty_pb2
 import pytest
 import requests
 
-from conftest import free_port, query, start_server, wait_status
+from conftest import free_port, query, start_server, svc, wait_status  # noqa: F401 (svc is a fixture)
 from grpc_support import Participant, generate_stubs
 
 
@@ -274,3 +274,167 @@ def test_a_token_guards_the_grpc_api(pb):
         ch.close()
     finally:
         s.stop()
+
+
+def b64(data):
+    import base64
+    return base64.b64encode(data).decode()
+
+
+def wf_custom(name, data):
+    """DTM's workflow custom data: the name and the data (Go writes []byte as base64)."""
+    return json.dumps({"name": name, "data": b64(data)})
+
+
+def test_workflow_with_a_crash_and_resume(pb, part, tmp_path):
+    """A workflow client records step 01, then dies; so does the coordinator (SIGKILL).
+    After the restart, the coordinator calls the workflow's gRPC callback
+    (/workflow.Workflow/Execute, WorkflowData, dtm-op = the workflow's name); the callback
+    reads the recorded progress with PrepareWorkflow, runs only the missing step, records
+    it and submits the result."""
+    d, wf = pb["dtmgimp_pb2"], pb["workflow_pb2"]
+    port = free_port()
+    base, stop = start_server(grpc_port=port, data=str(tmp_path))
+    stub = lambda: pb["dtmgimp_pb2_grpc"].DtmStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    dtm = stub()
+    gid = dtm.NewGid(empty_pb2.Empty()).Gid
+    input_data = busi(pb, 42)
+    start = req(pb, Gid=gid, TransType="workflow", CustomedData=wf_custom("transfer", input_data),
+                QueryPrepared=f"{part.target}/workflow.Workflow/Execute",
+                options={"TimeoutToFail": 2, "RetryInterval": 1})
+    first = dtm.PrepareWorkflow(start)
+    assert (first.Transaction.Gid, first.Transaction.Status) == (gid, "prepared")
+    assert list(first.Progresses) == []
+    dtm.RegisterBranch(d.DtmBranchRequest(Gid=gid, TransType="workflow", BranchID="01",
+                                          BusiPayload=b"out-done", Data={"op": "action", "status": "succeed"}))
+    # A step is recorded once.
+    code, _ = code_of(lambda: dtm.RegisterBranch(d.DtmBranchRequest(
+        Gid=gid, TransType="workflow", BranchID="01", Data={"op": "action", "status": "failed"})))
+    assert code == grpc.StatusCode.ABORTED
+
+    # Both the client and the coordinator die here.
+    stop.proc.kill()
+    stop.proc.wait()
+    stopped = []
+
+    def execute(call):
+        data = wf.WorkflowData.FromString(call["body"]).Data
+        md = call["md"]
+        assert (md["dtm-gid"], md["dtm-trans_type"], md["dtm-branch_id"], md["dtm-op"]) == (gid, "workflow", "00", "transfer")
+        again = stub().PrepareWorkflow(start)
+        done = {(p.BranchID, p.Op): (p.Status, p.BinData) for p in again.Progresses}
+        assert done == {("01", "action"): ("succeed", b"out-done")}
+        stopped.append(data)
+        s = stub()
+        s.RegisterBranch(d.DtmBranchRequest(Gid=gid, TransType="workflow", BranchID="02",
+                                            BusiPayload=b"in-done", Data={"op": "action", "status": "succeed"}))
+        s.Submit(req(pb, Gid=gid, TransType="workflow",
+                     ReqExtra={"status": "succeed", "rollback_reason": "", "result": b64(b"all done")}))
+        return "OK"
+
+    part.answers["/workflow.Workflow/Execute"] = execute
+    base, stop = start_server(grpc_port=port, data=str(tmp_path))
+    try:
+        ans = wait_status(base + "/api/dtmsvr", gid, "succeed", timeout=30)
+        assert stopped == [input_data], "the callback got the workflow's data, once"
+        t = ans["transaction"]
+        assert (t["trans_type"], t["result"]) == ("workflow", b64(b"all done"))
+        steps = [(b["branch_id"], b["op"], b["status"]) for b in ans["branches"]]
+        assert steps == [("01", "action", "succeed"), ("02", "action", "succeed")]
+        # Asked again, a finished workflow answers its outcome and result.
+        final = stub().PrepareWorkflow(start)
+        assert (final.Transaction.Status, final.Transaction.Result) == ("succeed", b64(b"all done"))
+        assert len(final.Progresses) == 2
+    finally:
+        stop()
+
+
+def test_workflow_over_http_and_failure(srv, pb, svc):
+    """The same protocol over HTTP (DTM's workflow HTTP client): prepareWorkflow answers
+    {"transaction", "progresses"}, registerBranch records steps, submit with req_extra ends
+    it failed with its rollback reason; bad submissions are refused."""
+    gid = srv.gid()
+    body = {"gid": gid, "trans_type": "workflow", "custom_data": wf_custom("pay", b'{"amount":1}'),
+            "query_prepared": svc.url("/wf"), "protocol": "http"}
+    r = requests.post(srv.http + "/prepareWorkflow", json=body, timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.json()["transaction"]["status"] == "prepared" and r.json()["progresses"] == []
+    reg = {"gid": gid, "trans_type": "workflow", "branch_id": "01", "op": "action",
+           "status": "failed", "data": "FAILURE: no money"}
+    assert requests.post(srv.http + "/registerBranch", json=reg, timeout=5).status_code == 200
+    again = requests.post(srv.http + "/prepareWorkflow", json=body, timeout=5).json()
+    (p,) = again["progresses"]
+    assert (p["branch_id"], p["op"], p["status"]) == ("01", "action", "failed")
+    assert p["bin_data"] == b64(b"FAILURE: no money")
+    bad = {"gid": gid, "trans_type": "workflow", "req_extra": {"status": "maybe"}}
+    assert requests.post(srv.http + "/submit", json=bad, timeout=5).status_code == 400
+    end = {"gid": gid, "trans_type": "workflow",
+           "req_extra": {"status": "failed", "rollback_reason": "no money", "result": ""}}
+    assert requests.post(srv.http + "/submit", json=end, timeout=5).status_code == 200
+    t = wait_status(srv.http, gid, "failed")["transaction"]
+    assert t["rollback_reason"] == "no money"
+    # Nothing more is recorded after the end; the callback was never needed.
+    reg["branch_id"] = "02"
+    assert requests.post(srv.http + "/registerBranch", json=reg, timeout=5).status_code == 409
+    assert svc.paths(gid) == []
+    # A malformed workflow is refused with a message.
+    for custom in ("not json", json.dumps({"data": "x"}), json.dumps({"name": "n", "data": "%%%"})):
+        r = requests.post(srv.http + "/prepareWorkflow",
+                          json={**body, "gid": srv.gid(), "custom_data": custom}, timeout=5)
+        assert r.status_code == 400, r.text
+        assert r.json()["message"]
+
+
+def test_workflow_http_callback_resumes(srv, pb, svc):
+    """An unfinished HTTP workflow is resumed through its HTTP callback: POST, body = the
+    data, query gid, trans_type=workflow, branch_id=00, op = the workflow's name; answers
+    that leave it unfinished are retried until the client concludes."""
+    gid = srv.gid()
+    n = []
+
+    def callback(q):
+        n.append(q)
+        if len(n) == 2:
+            end = {"gid": gid, "trans_type": "workflow",
+                   "req_extra": {"status": "succeed", "rollback_reason": "", "result": b64(b"ok")}}
+            assert requests.post(srv.http + "/submit", json=end, timeout=5).status_code == 200
+        return 200
+
+    svc.answers["/wf"] = callback
+    body = {"gid": gid, "trans_type": "workflow", "custom_data": wf_custom("pay", b'{"amount":1}'),
+            "query_prepared": svc.url("/wf"), "timeout_to_fail": 1, "retry_interval": 1}
+    assert requests.post(srv.http + "/prepareWorkflow", json=body, timeout=5).status_code == 200
+    wait_status(srv.http, gid, "succeed", timeout=20)
+    calls = svc.calls_for(gid)
+    assert len(calls) == 2
+    assert calls[0]["method"] == "POST" and calls[0]["body"] == '{"amount":1}'
+    assert calls[0]["q"] == {"gid": gid, "trans_type": "workflow", "branch_id": "00", "op": "pay"}
+
+
+def test_workflow_in_the_native_api(srv, svc):
+    """/v1/workflows: the same capability in the native shape."""
+    v1 = srv.base + "/v1"
+    r = requests.post(v1 + "/workflows", json={"name": "ship", "data": {"order": 7},
+                                                "callback": svc.url("/ship")}, timeout=5)
+    assert r.status_code == 200, r.text
+    wf = r.json()
+    gid = wf["gid"]
+    assert (wf["status"], wf["steps"]) == ("prepared", [])
+    step = {"branch_id": "01", "op": "action", "status": "succeed", "result": {"parcel": "p-1"}}
+    r = requests.post(f"{v1}/workflows/{gid}/steps", json=step, timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.json()["steps"] == [{"branch_id": "01", "op": "action", "status": "succeed",
+                                  "result": {"parcel": "p-1"}}]
+    r = requests.post(f"{v1}/workflows/{gid}/steps", json=step, timeout=5)
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "step_exists")
+    r = requests.post(f"{v1}/workflows/{gid}/steps", json={**step, "status": "maybe"}, timeout=5)
+    assert r.status_code == 400
+    # A restarted client asks again with the same gid and sees its steps.
+    again = requests.post(v1 + "/workflows", json={"gid": gid, "name": "ship"}, timeout=5).json()
+    assert len(again["steps"]) == 1
+    r = requests.post(f"{v1}/workflows/{gid}/finish", json={"status": "succeed", "result": {"ok": True}}, timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "succeed"
+    t = requests.get(f"{v1}/transactions/{gid}", timeout=5).json()
+    assert (t["type"], t["result"]) == ("workflow", '{"ok":true}')
+    assert svc.paths(gid) == []

@@ -10,7 +10,7 @@
 //! Modules:
 //! - [`tx`]: the durable shape of a transaction (gid, kind, status, branches, options).
 //! - [`event`]: what happens to a transaction ([`Event`]) and what it asks for ([`Command`]).
-//! - [`saga`], [`twopc`], [`tcc`], [`msg`]: one state machine per protocol.
+//! - [`saga`], [`twopc`], [`tcc`], [`msg`], [`workflow`]: one state machine per protocol.
 //! - [`backoff`]: retry delays (exponential, capped, deterministic jitter).
 //! - [`codec`]: the versioned binary encoding of a transaction snapshot.
 
@@ -24,6 +24,7 @@ mod sched;
 pub mod tcc;
 pub mod twopc;
 pub mod tx;
+pub mod workflow;
 
 pub use event::{ApplyError, CallOutcome, Command, Event};
 pub use ids::{validate_gid, GidError, GID_LEN_MAX};

@@ -135,10 +135,12 @@ pub fn trans_type(kind: TxKind, op: Op) -> &'static str {
         (TxKind::Tcc, Op::Commit | Op::Rollback) => "xa",
         (TxKind::Tcc, _) => "tcc",
         (TxKind::TwoPc, _) => "xa",
+        (TxKind::Workflow, _) => "workflow",
     }
 }
 
-/// DTM's name for an op on the wire.
+/// DTM's name for an op on the wire (a workflow's callback is named after the workflow:
+/// see [`wire_ids`]).
 pub fn op_name(op: Op) -> &'static str {
     match op {
         Op::Msg => "action",
@@ -160,10 +162,13 @@ pub fn encode_query(v: &str) -> String {
 }
 
 /// The branch id and op a call names on the wire (DTM asks a message sender's check as
-/// branch "00", op "msg", and dtmcli's barrier expects exactly that).
+/// branch "00", op "msg", and dtmcli's barrier expects exactly that; a workflow's callback
+/// as branch "00" with the workflow's name as op).
 pub fn wire_ids(req: &CallRequest) -> (&str, &str) {
     match req.op {
         Op::QueryPrepared => ("00", "msg"),
+        // The callback branch keeps the workflow's name as its id (tandem_core::workflow).
+        Op::Workflow => ("00", req.branch_id.as_str()),
         op => (req.branch_id.as_str(), op_name(op)),
     }
 }

@@ -26,6 +26,7 @@ pub mod target;
 pub mod trace;
 pub mod v1;
 pub mod validate;
+pub mod workflow;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -113,6 +113,7 @@ pub async fn all(State(s): State<AppState>, Query(q): Query<HashMap<String, Stri
         "saga" => Some(TxKind::Saga),
         "msg" => Some(TxKind::Msg),
         "tcc" | "xa" => Some(TxKind::Tcc),
+        "workflow" => Some(TxKind::Workflow),
         v => return Err(bad(format!("unknown transType {v:?}")).into()),
     };
     let list = ListQuery {

@@ -64,6 +64,17 @@ pub async fn reset_next_cron_time(State(s): State<AppState>, b: Body) -> DtmResu
     reply::success()
 }
 
+/// `prepareWorkflow`: `{"transaction": {...}, "progresses": [{status, bin_data, branch_id,
+/// op}, ...]}` — DTM's shapes (the client reads them as `DtmProgressesReply` JSON).
+pub async fn prepare_workflow(State(s): State<AppState>, b: Body) -> DtmResult {
+    let tx = service::prepare_workflow(&s, &trans(b)?).await?;
+    reply::ok(serde_json::json!({
+        "transaction": super::view::transaction(&tx),
+        "progresses": super::view::branches(&tx),
+        "dtm_result": reply::SUCCESS,
+    }))
+}
+
 pub async fn query(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,

@@ -43,7 +43,7 @@ pub fn routes() -> Router<AppState> {
             "/api/dtmsvr/resetNextCronTime",
             post(h::reset_next_cron_time),
         )
-        .route("/api/dtmsvr/prepareWorkflow", any(admin::unsupported))
+        .route("/api/dtmsvr/prepareWorkflow", post(h::prepare_workflow))
         .route("/api/dtmsvr/resetCronTime", any(admin::unsupported))
         .route("/api/dtmsvr/subscribe", any(admin::unsupported))
         .route("/api/dtmsvr/unsubscribe", any(admin::unsupported))

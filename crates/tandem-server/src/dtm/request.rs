@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use tandem_core::{Branch, Op, Options, Timestamp, Transaction, TxKind};
+use tandem_core::{Branch, BranchStatus, Op, Options, Timestamp, Transaction, TxKind};
 
 use crate::error::ApiError;
 use crate::{validate, ServerConfig};
@@ -33,6 +33,7 @@ pub enum DtmType {
     Msg,
     Tcc,
     Xa,
+    Workflow,
 }
 
 impl DtmType {
@@ -42,6 +43,7 @@ impl DtmType {
             "msg" => DtmType::Msg,
             "tcc" => DtmType::Tcc,
             "xa" => DtmType::Xa,
+            "workflow" => DtmType::Workflow,
             "" => {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
@@ -52,7 +54,7 @@ impl DtmType {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
                     format!(
-                        "unknown trans_type {other:?}: expected saga, msg, tcc or xa (workflow is not supported)"
+                        "unknown trans_type {other:?}: expected saga, msg, tcc, xa or workflow"
                     ),
                 ))
             }
@@ -63,6 +65,7 @@ impl DtmType {
             DtmType::Saga => TxKind::Saga,
             DtmType::Msg => TxKind::Msg,
             DtmType::Tcc | DtmType::Xa => TxKind::Tcc,
+            DtmType::Workflow => TxKind::Workflow,
         }
     }
 }
@@ -142,6 +145,9 @@ impl TransReq {
             }
         }
         let mut options = self.options(ty)?;
+        if ty == DtmType::Workflow {
+            return self.workflow(cfg, gid, options, now);
+        }
         let steps = self.steps.as_deref().unwrap_or(&[]);
         validate::branch_count(cfg, steps.len() * 2)?;
         let payloads = self.payloads.as_deref().unwrap_or(&[]);
@@ -182,7 +188,7 @@ impl TransReq {
                     }
                     branches.push(Branch::new(id, Op::Msg, action, payload));
                 }
-                DtmType::Tcc | DtmType::Xa => {
+                DtmType::Tcc | DtmType::Xa | DtmType::Workflow => {
                     return Err(ApiError::bad_request(
                         "invalid_steps",
                         "tcc and xa transactions take branches by registerBranch, not steps",
@@ -229,7 +235,7 @@ impl TransReq {
             DtmType::Tcc | DtmType::Xa => {
                 o.timeout_to_fail_ms = Some(timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000))
             }
-            DtmType::Msg => {
+            DtmType::Msg | DtmType::Workflow => {
                 o.query_prepared_after_ms = timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000)
             }
         }
@@ -267,6 +273,29 @@ impl TransReq {
             o.branch_headers = h;
         }
         Ok(o)
+    }
+
+    /// A workflow: `custom_data` is DTM's `{"name": ..., "data": base64}`, `query_prepared`
+    /// the callback that resumes it. The callback is sent the data as it is, or wrapped in
+    /// `workflow.WorkflowData` when the callback is a gRPC method (DTM's workflow server).
+    fn workflow(
+        &self,
+        cfg: &ServerConfig,
+        gid: &str,
+        options: Options,
+        now: Timestamp,
+    ) -> Result<Transaction, ApiError> {
+        if self.steps.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::bad_request(
+                "invalid_steps",
+                "a workflow's client runs its steps; it sends none",
+            ));
+        }
+        let wf = workflow_custom(self.custom_data.as_deref().unwrap_or(""))?;
+        let callback = self.query_prepared.as_deref().unwrap_or("");
+        let mut tx = crate::workflow::build(cfg, gid, options, &wf.name, wf.data, callback, now)?;
+        tx.custom_data = self.custom_data.clone();
+        Ok(tx)
     }
 
     /// DTM's saga `custom_data`: `{"concurrent": bool, "orders": {"k": [before k, ...]}}`.
@@ -310,6 +339,45 @@ impl TransReq {
     }
 }
 
+/// Longest workflow name, in bytes.
+pub const WORKFLOW_NAME_LEN_MAX: usize = 128;
+
+/// A workflow's `custom_data`, decoded.
+#[derive(Debug)]
+pub struct WorkflowCustom {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// Parses DTM's workflow `custom_data`: `{"name": "...", "data": "<base64>"}` (Go writes
+/// the `[]byte` data as base64; absent or null data is empty).
+pub fn workflow_custom(raw: &str) -> Result<WorkflowCustom, ApiError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        name: Option<String>,
+        data: Option<String>,
+    }
+    let bad = |m: String| ApiError::bad_request("invalid_custom_data", m);
+    let r: Raw = serde_json::from_str(raw).map_err(|e| {
+        bad(format!(
+            "a workflow's custom_data must be {{\"name\": ..., \"data\": base64}}: {e}"
+        ))
+    })?;
+    let name = r.name.unwrap_or_default();
+    if name.is_empty() || name.len() > WORKFLOW_NAME_LEN_MAX || name.chars().any(|c| c.is_control())
+    {
+        return Err(bad(format!(
+            "the workflow name must be 1..={WORKFLOW_NAME_LEN_MAX} bytes without control characters, not {name:?}"
+        )));
+    }
+    let data = match r.data.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(b64) => crate::dtm::view::unbase64(b64)
+            .ok_or_else(|| bad("the workflow data is not base64".to_string()))?,
+    };
+    Ok(WorkflowCustom { name, data })
+}
+
 /// The body of `registerBranch` (DTM binds it to `map[string]string`).
 #[derive(Debug)]
 pub struct RegisterReq {
@@ -317,7 +385,10 @@ pub struct RegisterReq {
     pub branch_id: String,
     pub ty: DtmType,
     pub data: Vec<u8>,
+    /// tcc, xa: the ops the coordinator will call, with their URLs.
     pub ops: Vec<(Op, String)>,
+    /// workflow: the step that ended, and how.
+    pub step: Option<(Op, BranchStatus)>,
 }
 
 /// The fields of a `registerBranch` request, however they arrived (HTTP: one JSON object
@@ -332,6 +403,9 @@ pub struct RegisterFields<'a> {
     pub cancel: &'a str,
     /// xa: the URL of both phase-2 ops.
     pub url: &'a str,
+    /// workflow: the recorded step's op and status (`succeed` or `failed`).
+    pub op: &'a str,
+    pub status: &'a str,
 }
 
 impl RegisterReq {
@@ -346,6 +420,8 @@ impl RegisterReq {
             "confirm",
             "cancel",
             "url",
+            "op",
+            "status",
         ] {
             match map.get(k) {
                 None | Some(serde_json::Value::Null | serde_json::Value::String(_)) => {}
@@ -365,6 +441,8 @@ impl RegisterReq {
             confirm: get("confirm"),
             cancel: get("cancel"),
             url: get("url"),
+            op: get("op"),
+            status: get("status"),
         };
         RegisterReq::build(cfg, fields, get("data").as_bytes().to_vec())
     }
@@ -390,6 +468,32 @@ impl RegisterReq {
             ));
         }
         let ty = DtmType::parse(f.trans_type)?;
+        if ty == DtmType::Workflow {
+            let op = Op::parse(f.op).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_op",
+                    format!("a workflow step's op must be action, compensate, commit, rollback, … not {:?}", f.op),
+                )
+            })?;
+            let status = match f.status {
+                "succeed" => BranchStatus::Succeeded,
+                "failed" => BranchStatus::Failed,
+                other => {
+                    return Err(ApiError::bad_request(
+                        "invalid_status",
+                        format!("a workflow step is recorded as succeed or failed, not {other:?}"),
+                    ))
+                }
+            };
+            return Ok(RegisterReq {
+                gid: f.gid.to_string(),
+                branch_id: branch_id.to_string(),
+                ty,
+                data,
+                ops: Vec::new(),
+                step: Some((op, status)),
+            });
+        }
         let ops = match ty {
             DtmType::Tcc => vec![
                 (Op::Cancel, f.cancel.to_string()),
@@ -402,7 +506,10 @@ impl RegisterReq {
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
-                    format!("registerBranch is for tcc and xa, not {}", f.trans_type),
+                    format!(
+                        "registerBranch is for tcc, xa and workflow, not {}",
+                        f.trans_type
+                    ),
                 ))
             }
         };
@@ -415,6 +522,7 @@ impl RegisterReq {
             ty,
             data,
             ops,
+            step: None,
         })
     }
 }

@@ -8,7 +8,7 @@
 //! the log write). A resubmitted gid with the same content is answered from the stored
 //! transaction and never starts a second one.
 
-use tandem_core::{Event, TxKind, TxStatus};
+use tandem_core::{ApplyError, Event, Transaction, TxKind, TxStatus};
 use tandem_engine::{EngineError, Outcome, Wait};
 
 use super::reply::DtmError;
@@ -56,12 +56,22 @@ async fn wait_for(s: &AppState, gid: &str, expected: TxStatus) -> Done {
 }
 
 pub async fn prepare(s: &AppState, req: &TransReq) -> Done {
-    if req.dtm_type()? == DtmType::Saga {
-        return Err(ApiError::bad_request(
-            "invalid_trans_type",
-            "a saga is submitted directly, not prepared",
-        )
-        .into());
+    match req.dtm_type()? {
+        DtmType::Saga => {
+            return Err(ApiError::bad_request(
+                "invalid_trans_type",
+                "a saga is submitted directly, not prepared",
+            )
+            .into())
+        }
+        DtmType::Workflow => {
+            return Err(ApiError::bad_request(
+                "invalid_trans_type",
+                "a workflow is prepared with prepareWorkflow",
+            )
+            .into())
+        }
+        _ => {}
     }
     let tx = req.to_transaction(&s.cfg, s.coord.now())?;
     let o = s
@@ -111,6 +121,7 @@ pub async fn submit(s: &AppState, req: &TransReq) -> Done {
                     .await?;
             }
         },
+        DtmType::Workflow => return conclude(s, &gid, req).await,
         DtmType::Tcc | DtmType::Xa => {
             s.coord
                 .send(&gid, Event::Submit)
@@ -161,6 +172,33 @@ pub async fn register_branch(s: &AppState, req: &RegisterReq) -> Done {
         )
     };
     let tx = s.coord.get(&req.gid).await?.ok_or_else(missing)?;
+    if let Some((op, status)) = req.step {
+        if tx.kind != TxKind::Workflow {
+            return Err(DtmError::failure(
+                "wrong_kind",
+                format!(
+                    "{} is a {} transaction, not a workflow",
+                    req.gid,
+                    tx.kind.as_str()
+                ),
+            ));
+        }
+        crate::validate::branch_count(&s.cfg, tx.branches.len() + 1)?;
+        let event = Event::Record {
+            branch_id: req.branch_id.clone(),
+            op,
+            status,
+            payload: req.data.clone(),
+        };
+        return s.coord.send(&req.gid, event).await.map_err(|e| match e {
+            EngineError::NotFound(_) => missing(),
+            EngineError::Refused(r @ ApplyError::BranchConflict { .. }) => DtmError::failure(
+                "branch_conflict",
+                format!("{r}: a workflow step is recorded once"),
+            ),
+            e => e.into(),
+        });
+    }
     if tx.kind != TxKind::Tcc {
         return Err(DtmError::failure(
             "wrong_kind",
@@ -212,4 +250,73 @@ pub async fn reset_next_cron_time(s: &AppState, gid: &str) -> Done {
             EngineError::NotFound(g) => not_found(&g),
             e => e.into(),
         })
+}
+
+/// `prepareWorkflow`: creates the workflow in `prepared`, or, for a gid that exists, answers
+/// it as it is (the client then replays the steps recorded so far).
+pub async fn prepare_workflow(s: &AppState, req: &TransReq) -> Result<Transaction, DtmError> {
+    if req.dtm_type()? != DtmType::Workflow {
+        return Err(ApiError::bad_request(
+            "invalid_trans_type",
+            "prepareWorkflow is for trans_type workflow",
+        )
+        .into());
+    }
+    let gid = req.gid()?.to_string();
+    if let Some(tx) = s.coord.get(&gid).await? {
+        return existing_workflow(tx);
+    }
+    let tx = req.to_transaction(&s.cfg, s.coord.now())?;
+    match s.coord.begin(crate::trace::adopt(tx), Wait::Accepted).await {
+        // Another request created it meanwhile (with other options): answer that one.
+        Ok(_) | Err(EngineError::GidExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    existing_workflow(s.coord.get(&gid).await?.ok_or_else(|| not_found(&gid))?)
+}
+
+fn existing_workflow(tx: Transaction) -> Result<Transaction, DtmError> {
+    if tx.kind != TxKind::Workflow {
+        return Err(EngineError::GidExists(tx.gid).into());
+    }
+    Ok(tx)
+}
+
+/// Workflow `submit`: the client finished; `req_extra` has `status` (`succeed` or `failed`),
+/// `rollback_reason` and `result`.
+async fn conclude(s: &AppState, gid: &str, req: &TransReq) -> Done {
+    let extra = req.req_extra.clone().unwrap_or_default();
+    let get = |k: &str| extra.get(k).cloned().unwrap_or_default();
+    let status = match get("status").as_str() {
+        "succeed" => TxStatus::Succeeded,
+        "failed" => TxStatus::Failed,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                format!(
+                "a workflow is submitted with req_extra.status succeed or failed, not {other:?}"
+            ),
+            )
+            .into())
+        }
+    };
+    let tx = s.coord.get(gid).await?.ok_or_else(|| not_found(gid))?;
+    if tx.kind != TxKind::Workflow {
+        return Err(DtmError::failure(
+            "wrong_kind",
+            format!(
+                "{gid} is a {} transaction, not a workflow",
+                tx.kind.as_str()
+            ),
+        ));
+    }
+    let event = Event::Conclude {
+        status,
+        reason: get("rollback_reason"),
+        result: get("result"),
+    };
+    s.coord.send(gid, event).await.map_err(|e| match e {
+        EngineError::NotFound(g) => not_found(&g),
+        e => e.into(),
+    })
 }

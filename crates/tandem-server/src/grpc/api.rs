@@ -86,9 +86,14 @@ impl Dtm for DtmApi {
 
     async fn prepare_workflow(
         &self,
-        _req: Request<pb::DtmRequest>,
+        req: Request<pb::DtmRequest>,
     ) -> Answer<pb::DtmProgressesReply> {
-        Err(Status::unimplemented("workflow mode is not served yet"))
+        let (md, _, msg) = req.into_parts();
+        answer(&md, async {
+            let tx = service::prepare_workflow(&self.state, &wire::trans_req(msg)?).await?;
+            Ok(wire::progresses(&tx))
+        })
+        .await
     }
 
     async fn subscribe(&self, _req: Request<pb::DtmTopicRequest>) -> Answer<()> {

@@ -152,7 +152,7 @@ impl GrpcTransport {
             return CallOutcome::Error(format!("{}: {e}", t.authority)).into();
         }
         let answer = client.unary(self.request(req, tp), path, RawCodec).await;
-        super::status::classify(answer.as_ref().map(|_| ()).map_err(|st| st)).into()
+        super::status::classify(answer.as_ref().map(|_| ())).into()
     }
 }
 

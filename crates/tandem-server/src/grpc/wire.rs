@@ -66,16 +66,32 @@ pub fn register_fields(r: &pb::DtmBranchRequest) -> RegisterFields<'_> {
         confirm: data("confirm"),
         cancel: data("cancel"),
         url: data("url"),
+        // DTM's workflow client sends the step's op and status in Data (and leaves Op empty).
+        op: match data("op") {
+            "" => &r.op,
+            op => op,
+        },
+        status: data("status"),
     }
 }
 
-/// A transaction as `DtmTransaction` (gid, status, rollback reason).
-pub fn transaction(tx: &Transaction) -> pb::DtmTransaction {
-    pb::DtmTransaction {
-        gid: tx.gid.clone(),
-        status: tx.status.as_str().to_string(),
-        rollback_reason: tx.fail_reason.clone().unwrap_or_default(),
-        result: String::new(),
+/// A workflow and its recorded steps as `PrepareWorkflow` answers them.
+pub fn progresses(tx: &Transaction) -> pb::DtmProgressesReply {
+    pb::DtmProgressesReply {
+        transaction: Some(pb::DtmTransaction {
+            gid: tx.gid.clone(),
+            status: tx.status.as_str().to_string(),
+            rollback_reason: tx.fail_reason.clone().unwrap_or_default(),
+            result: tx.result.clone().unwrap_or_default(),
+        }),
+        progresses: crate::workflow::steps(tx)
+            .map(|b| pb::DtmProgress {
+                status: b.status.as_str().to_string(),
+                bin_data: b.payload.clone(),
+                branch_id: b.branch_id.clone(),
+                op: b.op.as_str().to_string(),
+            })
+            .collect(),
     }
 }
 

@@ -7,21 +7,22 @@ use utoipa::OpenApi;
 
 use super::model::{
     FinishRequest, MsgBranchIn, MsgRequest, ParticipantIn, ReasonRequest, SagaRequest, SagaStepIn,
-    TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions,
+    TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions, WorkflowFinishRequest,
+    WorkflowRequest, WorkflowStepRequest,
 };
 use super::stats::StatsView;
 use super::view::{
     AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxSummary,
-    TxView,
+    TxView, WorkflowStepView, WorkflowView,
 };
-use super::{inspect, protocols, stats};
+use super::{inspect, protocols, stats, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Tandem native API",
-        description = "Sagas, two-phase commit, TCC and transactional messages over HTTP \
-            participants. Errors are `{\"error\":{\"code\",\"message\"}}`; 503 carries Retry-After."
+        description = "Sagas, two-phase commit, TCC, transactional messages and workflows over \
+            HTTP and gRPC participants. Errors are `{\"error\":{\"code\",\"message\"}}`; 503 carries Retry-After."
     ),
     paths(
         protocols::create_saga,
@@ -32,6 +33,9 @@ use super::{inspect, protocols, stats};
         protocols::abort_tcc,
         protocols::create_msg,
         protocols::submit_msg,
+        workflows::create_workflow,
+        workflows::record_step,
+        workflows::finish_workflow,
         inspect::list_tx,
         inspect::get_tx,
         inspect::retry_tx,
@@ -51,6 +55,11 @@ use super::{inspect, protocols, stats};
         MsgBranchIn,
         MsgRequest,
         ReasonRequest,
+        WorkflowRequest,
+        WorkflowStepRequest,
+        WorkflowFinishRequest,
+        WorkflowStepView,
+        WorkflowView,
         TxOutcome,
         AttemptView,
         BranchView,
