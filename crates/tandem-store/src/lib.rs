@@ -2,8 +2,8 @@
 //!
 //! The [`Store`] trait is the whole contract between the engine and a durable log:
 //! snapshots of transactions go in ([`Store::write`]), and come back by gid, in pages, or as
-//! the set of unfinished ones that recovery must resume. Every backend runs the same
-//! conformance suite ([`conformance`]).
+//! the set of unfinished ones that recovery must resume; beside them, message topics
+//! ([`topic`]). Every backend runs the same conformance suite ([`conformance`]).
 //!
 //! The promise, which the engine's correctness rests on:
 //! - **Durable before acknowledged.** `write(rec, sync = true)` resolves only after `rec` —
@@ -28,8 +28,10 @@ pub mod hist;
 pub mod memory;
 mod query;
 pub mod redb_store;
+pub mod topic;
 
 pub use query::LIST_LIMIT_DEFAULT;
+pub use topic::{Subscriber, Topic};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -49,6 +51,9 @@ pub enum StoreError {
     Closed,
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A bounded collection is full (e.g. topics).
+    #[error("full: {0}")]
+    Full(String),
     /// The store stopped accepting writes after a failure it cannot undo (an fsync error
     /// leaves the page cache in an unknown state); reopen it to recover from the log.
     #[error("the store stopped after a failure: {0}")]
@@ -158,6 +163,16 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished(&self) -> Result<Vec<Transaction>>;
     /// Makes every queued write durable.
     async fn flush(&self) -> Result<()>;
+    /// Every message topic, by name.
+    async fn topics(&self) -> Result<Vec<Topic>>;
+    /// The topic `name`, if it exists.
+    async fn topic(&self, name: &str) -> Result<Option<Topic>>;
+    /// Stores `topic` durably if the stored topic of that name has version `expected` (0:
+    /// none exists yet); `Ok(false)` changes nothing (someone else changed it: read again).
+    /// [`StoreError::Full`] past [`topic::TOPICS_MAX`] topics.
+    async fn put_topic(&self, topic: &Topic, expected: u64) -> Result<bool>;
+    /// Removes the topic `name` durably; `Ok(false)` when there was none.
+    async fn delete_topic(&self, name: &str) -> Result<bool>;
     /// Flushes and stops the writer; later calls answer [`StoreError::Closed`].
     async fn close(&self) -> Result<()>;
     fn stats(&self) -> StoreStats;
