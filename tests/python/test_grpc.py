@@ -438,3 +438,79 @@ def test_workflow_in_the_native_api(srv, svc):
     t = requests.get(f"{v1}/transactions/{gid}", timeout=5).json()
     assert (t["type"], t["result"]) == ("workflow", '{"ok":true}')
     assert svc.paths(gid) == []
+
+
+def test_msg_to_a_topic_with_two_subscribers(pb, part, tmp_path):
+    """Subscribe two gRPC methods to a topic (gRPC API), send a message to topic://NAME:
+    one delivery per subscriber, branches 01-01 and 01-02. Topics are durable (they
+    survive a SIGKILL of the server), listed by scanKV/queryKV and /v1/topics, and an
+    unknown topic is refused."""
+    d = pb["dtmgimp_pb2"]
+    port = free_port()
+    base, stop = start_server(grpc_port=port, data=str(tmp_path))
+    dtm = pb["dtmgimp_pb2_grpc"].DtmStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    try:
+        dtm.Subscribe(d.DtmTopicRequest(Topic="orders", URL=part.url("Ship"), Remark="shipping"))
+        dtm.Subscribe(d.DtmTopicRequest(Topic="orders", URL=part.url("Bill"), Remark="billing"))
+        code, _ = code_of(lambda: dtm.Subscribe(d.DtmTopicRequest(Topic="orders", URL=part.url("Bill"))))
+        assert code == grpc.StatusCode.ABORTED, "subscribed twice"
+        code, _ = code_of(lambda: dtm.Subscribe(d.DtmTopicRequest(Topic="orders", URL="ftp://x/y")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        stop.proc.kill()
+        stop.proc.wait()
+        base, stop = start_server(grpc_port=port, data=str(tmp_path))
+        http = base + "/api/dtmsvr"
+        kv = requests.get(http + "/queryKV", params={"cat": "topics", "key": "orders"}, timeout=5).json()["kv"]
+        assert [(r["k"], r["cat"], r["version"]) for r in kv] == [("orders", "topics", 2)]
+        assert json.loads(kv[0]["v"]) == [{"url": part.url("Ship"), "remark": "shipping"},
+                                          {"url": part.url("Bill"), "remark": "billing"}]
+        gid = dtm.NewGid(empty_pb2.Empty()).Gid
+        dtm.Prepare(req(pb, Gid=gid, TransType="msg", Steps=json.dumps([{"action": "topic://orders"}]),
+                        BinPayloads=[busi(pb, 9)], QueryPrepared=part.url("Check")))
+        dtm.Submit(req(pb, Gid=gid, TransType="msg"))
+        calls = part.wait_calls(gid, 2)
+        got = sorted((c["method"].rsplit("/", 1)[1], c["md"]["dtm-branch_id"], c["md"]["dtm-op"]) for c in calls)
+        assert got == [("Bill", "01-02", "action"), ("Ship", "01-01", "action")]
+        assert all(c["body"] == busi(pb, 9) for c in calls)
+        ans = wait_status(http, gid, "succeed")
+        assert sorted(b["branch_id"] for b in ans["branches"]) == ["01-01", "01-02"]
+        # An unknown topic is refused with a message, over gRPC and HTTP.
+        code, msg = code_of(lambda: dtm.Submit(req(pb, Gid=gid + "-x", TransType="msg",
+                                                   Steps=json.dumps([{"action": "topic://nope"}]), BinPayloads=[b""])))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "nope" in msg
+        r = requests.post(http + "/submit", json={"gid": gid + "-y", "trans_type": "msg",
+                                                  "steps": [{"action": "topic://nope"}], "payloads": ["{}"]}, timeout=5)
+        assert r.status_code == 400 and "nope" in r.json()["message"]
+        # Listed in /v1 (what the dashboard reads) and by scanKV.
+        topics = requests.get(base + "/v1/topics", timeout=5).json()["topics"]
+        assert [(t["name"], len(t["subscribers"])) for t in topics] == [("orders", 2)]
+        scan = requests.get(http + "/scanKV", params={"cat": "topics", "limit": 10}, timeout=5).json()
+        assert [r["k"] for r in scan["kv"]] == ["orders"] and scan["next_position"] == ""
+        # Unsubscribe and delete (gRPC), then subscribe again over HTTP as DTM's console does (GET).
+        dtm.Unsubscribe(d.DtmTopicRequest(Topic="orders", URL=part.url("Bill")))
+        code, _ = code_of(lambda: dtm.Unsubscribe(d.DtmTopicRequest(Topic="orders", URL=part.url("Bill"))))
+        assert code == grpc.StatusCode.NOT_FOUND
+        assert [s["url"] for s in requests.get(base + "/v1/topics/orders", timeout=5).json()["subscribers"]] == [part.url("Ship")]
+        dtm.DeleteTopic(d.DtmTopicRequest(Topic="orders"))
+        assert requests.get(http + "/queryKV", params={"cat": "topics"}, timeout=5).json()["kv"] == []
+        r = requests.get(http + "/subscribe", params={"topic": "audit", "url": part.url("Audit"), "remark": "r"}, timeout=5)
+        assert r.status_code == 200, r.text
+        assert requests.delete(http + "/topic/audit", timeout=5).status_code == 200
+        assert requests.delete(http + "/topic/audit", timeout=5).status_code == 404
+    finally:
+        stop()
+
+
+def test_reset_cron_time_retries_waiting_transactions(srv, pb, part):
+    """resetCronTime: a transaction waiting long for its next retry is retried now."""
+    n = []
+    part.answers["/busi.Busi/Later"] = lambda c: (n.append(1) or "UNAVAILABLE") if len(n) < 1 else "OK"
+    gid = srv.gid()
+    srv.dtm.Submit(saga_req(pb, gid, part, [("Later", "LaterRevert")], options={"RetryInterval": 600}))
+    part.wait_calls(gid, 1)
+    time.sleep(0.3)
+    r = requests.get(srv.http + "/resetCronTime", params={"timeout": 10, "limit": 1000}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["succeed_count"] >= 1
+    wait_status(srv.http, gid, "succeed", timeout=10)
+    assert requests.get(srv.http + "/resetCronTime", params={"limit": "x"}, timeout=5).status_code == 400

@@ -23,6 +23,7 @@ pub mod http_transport;
 pub mod metrics;
 pub mod otlp;
 pub mod target;
+pub mod topics;
 pub mod trace;
 pub mod v1;
 pub mod validate;

@@ -635,31 +635,53 @@ async fn topics<B: Backend>(dir: &Path) {
         Ok(b) => b,
         Err(e) => panic!("{what}: {e}"),
     };
-    assert!(ok(s.topics().await.map(|t| t.is_empty()), "topics"), "no topics yet");
-    let t1 = topic("orders", &["http://a/1"], 1);
-    assert!(ok(s.put_topic(&t1, 0).await, "create"), "create with expected 0");
     assert!(
-        !ok(s.put_topic(&topic("orders", &["http://b/1"], 1), 0).await, "create again"),
+        ok(s.topics().await.map(|t| t.is_empty()), "topics"),
+        "no topics yet"
+    );
+    let t1 = topic("orders", &["http://a/1"], 1);
+    assert!(
+        ok(s.put_topic(&t1, 0).await, "create"),
+        "create with expected 0"
+    );
+    assert!(
+        !ok(
+            s.put_topic(&topic("orders", &["http://b/1"], 1), 0).await,
+            "create again"
+        ),
         "a second create must lose, not overwrite"
     );
     let t2 = topic("orders", &["http://a/1", "http://a/2"], 2);
     assert!(ok(s.put_topic(&t2, 1).await, "update"));
     assert!(
-        !ok(s.put_topic(&topic("orders", &[], 2), 1).await, "stale update"),
+        !ok(
+            s.put_topic(&topic("orders", &[], 2), 1).await,
+            "stale update"
+        ),
         "an update from a stale read must lose"
     );
     assert_eq!(s.topic("orders").await.ok().flatten(), Some(t2.clone()));
     assert_eq!(s.topic("none").await.ok().flatten(), None);
-    assert!(ok(s.put_topic(&topic("audit", &["http://c/1"], 1), 0).await, "second"));
+    assert!(ok(
+        s.put_topic(&topic("audit", &["http://c/1"], 1), 0).await,
+        "second"
+    ));
     let names: Vec<String> = match s.topics().await {
         Ok(t) => t.into_iter().map(|t| t.name).collect(),
         Err(e) => panic!("topics: {e}"),
     };
-    assert_eq!(names, vec!["audit".to_string(), "orders".to_string()], "by name");
+    assert_eq!(
+        names,
+        vec!["audit".to_string(), "orders".to_string()],
+        "by name"
+    );
     assert!(ok(s.delete_topic("audit").await, "delete"));
     assert!(!ok(s.delete_topic("audit").await, "delete again"));
     assert_eq!(s.topic("audit").await.ok().flatten(), None);
-    assert!(s.put_topic(&topic("", &[], 1), 0).await.is_err(), "a nameless topic");
+    assert!(
+        s.put_topic(&topic("", &[], 1), 0).await.is_err(),
+        "a nameless topic"
+    );
     if let Err(e) = s.close().await {
         panic!("close: {e}");
     }
@@ -674,8 +696,14 @@ async fn topics<B: Backend>(dir: &Path) {
 async fn topics_survive_reopen<B: Backend>(dir: &Path) {
     {
         let s = B::open(dir);
-        assert!(matches!(s.put_topic(&topic("keep", &["http://a/1"], 1), 0).await, Ok(true)));
-        assert!(matches!(s.put_topic(&topic("gone", &["http://a/1"], 1), 0).await, Ok(true)));
+        assert!(matches!(
+            s.put_topic(&topic("keep", &["http://a/1"], 1), 0).await,
+            Ok(true)
+        ));
+        assert!(matches!(
+            s.put_topic(&topic("gone", &["http://a/1"], 1), 0).await,
+            Ok(true)
+        ));
         assert!(matches!(s.delete_topic("gone").await, Ok(true)));
         if let Err(e) = s.close().await {
             panic!("close: {e}");
@@ -689,7 +717,8 @@ async fn topics_survive_reopen<B: Backend>(dir: &Path) {
         );
         assert_eq!(s.topic("gone").await.ok().flatten(), None);
         assert!(matches!(
-            s.put_topic(&topic("keep", &["http://a/1", "http://a/2"], 2), 1).await,
+            s.put_topic(&topic("keep", &["http://a/1", "http://a/2"], 2), 1)
+                .await,
             Ok(true)
         ));
         drop(s);

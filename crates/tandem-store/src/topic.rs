@@ -62,7 +62,11 @@ pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<Topic> {
     let bad = |what: String| StoreError::Corrupt(format!("topic {name:?}: {what}"));
     match bytes.first() {
         Some(&TOPIC_FORMAT) => {}
-        Some(v) => return Err(bad(format!("format version {v} is not known to this build"))),
+        Some(v) => {
+            return Err(bad(format!(
+                "format version {v} is not known to this build"
+            )))
+        }
         None => return Err(bad("empty".into())),
     }
     let t: Topic = postcard::from_bytes(&bytes[1..]).map_err(|e| bad(e.to_string()))?;

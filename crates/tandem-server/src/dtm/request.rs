@@ -133,6 +133,26 @@ impl TransReq {
         cfg: &ServerConfig,
         now: Timestamp,
     ) -> Result<Transaction, ApiError> {
+        self.to_transaction_with(cfg, now, &HashMap::new())
+    }
+
+    /// The actions of the steps (for resolving `topic://` ones before building).
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|s| s.get("action").and_then(|a| a.as_deref()))
+    }
+
+    /// As [`TransReq::to_transaction`], with the subscribers of the topics a message's steps
+    /// name (`topics`: name → URLs, from [`crate::topics::resolve`]).
+    pub fn to_transaction_with(
+        &self,
+        cfg: &ServerConfig,
+        now: Timestamp,
+        topics: &HashMap<String, Vec<String>>,
+    ) -> Result<Transaction, ApiError> {
         let gid = self.gid()?;
         let ty = self.dtm_type()?;
         match self.protocol.as_deref() {
@@ -171,7 +191,9 @@ impl TransReq {
             };
             let id = format!("{:02}", i + 1);
             let action = get("action");
-            validate::branch_url(cfg, action)?;
+            if !(ty == DtmType::Msg && action.starts_with(crate::topics::TOPIC_PREFIX)) {
+                validate::branch_url(cfg, action)?;
+            }
             match ty {
                 DtmType::Saga => {
                     let compensate = get("compensate");
@@ -179,15 +201,22 @@ impl TransReq {
                     branches.push(Branch::new(id.clone(), Op::Action, action, payload.clone()));
                     branches.push(Branch::new(id, Op::Compensate, compensate, payload));
                 }
-                DtmType::Msg => {
-                    if action.starts_with("topic://") {
-                        return Err(ApiError::bad_request(
-                            "unsupported_topic",
-                            "msg topics (topic://) are not supported; name the action URL",
-                        ));
+                DtmType::Msg => match action.strip_prefix(crate::topics::TOPIC_PREFIX) {
+                    Some(name) => {
+                        let urls = topics.get(name).ok_or_else(|| {
+                            ApiError::bad_request(
+                                "unknown_topic",
+                                format!("topic {name:?} does not exist or has no subscriber"),
+                            )
+                        })?;
+                        let ids = crate::topics::fan_out_ids(i, urls.len());
+                        for (id, url) in ids.into_iter().zip(urls) {
+                            branches.push(Branch::new(id, Op::Msg, url.as_str(), payload.clone()));
+                        }
+                        validate::branch_count(cfg, branches.len())?;
                     }
-                    branches.push(Branch::new(id, Op::Msg, action, payload));
-                }
+                    None => branches.push(Branch::new(id, Op::Msg, action, payload)),
+                },
                 DtmType::Tcc | DtmType::Xa | DtmType::Workflow => {
                     return Err(ApiError::bad_request(
                         "invalid_steps",

@@ -73,7 +73,8 @@ pub async fn prepare(s: &AppState, req: &TransReq) -> Done {
         }
         _ => {}
     }
-    let tx = req.to_transaction(&s.cfg, s.coord.now())?;
+    let topics = crate::topics::resolve(s, req.actions()).await?;
+    let tx = req.to_transaction_with(&s.cfg, s.coord.now(), &topics)?;
     let o = s
         .coord
         .begin(crate::trace::adopt(tx), Wait::Accepted)
@@ -113,7 +114,8 @@ pub async fn submit(s: &AppState, req: &TransReq) -> Done {
             Some(_) => s.coord.send(&gid, Event::Submit).await?,
             None => {
                 // Submitted without prepare: no check is needed, deliver at once.
-                let mut tx = req.to_transaction(&s.cfg, s.coord.now())?;
+                let topics = crate::topics::resolve(s, req.actions()).await?;
+                let mut tx = req.to_transaction_with(&s.cfg, s.coord.now(), &topics)?;
                 tx.status = TxStatus::Submitted;
                 tx.query_prepared = None;
                 s.coord

@@ -96,16 +96,28 @@ impl Dtm for DtmApi {
         .await
     }
 
-    async fn subscribe(&self, _req: Request<pb::DtmTopicRequest>) -> Answer<()> {
-        Err(Status::unimplemented("topics are not served yet"))
+    async fn subscribe(&self, req: Request<pb::DtmTopicRequest>) -> Answer<()> {
+        let (md, _, msg) = req.into_parts();
+        answer(&md, async {
+            Ok(crate::topics::subscribe(&self.state, &msg.topic, &msg.url, &msg.remark).await?)
+        })
+        .await
     }
 
-    async fn unsubscribe(&self, _req: Request<pb::DtmTopicRequest>) -> Answer<()> {
-        Err(Status::unimplemented("topics are not served yet"))
+    async fn unsubscribe(&self, req: Request<pb::DtmTopicRequest>) -> Answer<()> {
+        let (md, _, msg) = req.into_parts();
+        answer(&md, async {
+            Ok(crate::topics::unsubscribe(&self.state, &msg.topic, &msg.url).await?)
+        })
+        .await
     }
 
-    async fn delete_topic(&self, _req: Request<pb::DtmTopicRequest>) -> Answer<()> {
-        Err(Status::unimplemented("topics are not served yet"))
+    async fn delete_topic(&self, req: Request<pb::DtmTopicRequest>) -> Answer<()> {
+        let (md, _, msg) = req.into_parts();
+        answer(&md, async {
+            Ok(crate::topics::delete(&self.state, &msg.topic).await?)
+        })
+        .await
     }
 }
 

@@ -11,6 +11,9 @@
 //!  POST /v1/workflows                  create a workflow (or answer it and its steps)
 //!  POST /v1/workflows/{gid}/steps      record a step that ended
 //!  POST /v1/workflows/{gid}/finish     end it
+//!  GET  /v1/topics (/{name})           message topics and their subscribers
+//!  POST /v1/topics/{name}/subscribers  subscribe; DELETE …/subscribers?url= unsubscribes
+//!  DELETE /v1/topics/{name}            delete a topic
 //!  GET  /v1/transactions               list: status, type, parked, gid_prefix, created range,
 //!                                      cursor paging
 //!  GET  /v1/transactions/{gid}         one, with branches, attempts and history
@@ -33,6 +36,7 @@ pub mod openapi;
 mod options;
 mod protocols;
 pub mod stats;
+pub mod topics;
 pub mod view;
 mod workflows;
 
@@ -90,6 +94,15 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/v1/workflows/{gid}/finish",
             m(post(workflows::finish_workflow)),
+        )
+        .route("/v1/topics", m(get(topics::list_topics)))
+        .route(
+            "/v1/topics/{name}",
+            m(get(topics::get_topic).delete(topics::delete_topic)),
+        )
+        .route(
+            "/v1/topics/{name}/subscribers",
+            m(post(topics::subscribe).delete(topics::unsubscribe)),
         )
         .route("/v1/transactions", m(get(inspect::list_tx)))
         .route("/v1/transactions/{gid}", m(get(inspect::get_tx)))

@@ -11,11 +11,12 @@ use super::model::{
     WorkflowRequest, WorkflowStepRequest,
 };
 use super::stats::StatsView;
+use super::topics::{SubscribeRequest, SubscriberView, TopicList, TopicView};
 use super::view::{
     AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxSummary,
     TxView, WorkflowStepView, WorkflowView,
 };
-use super::{inspect, protocols, stats, workflows};
+use super::{inspect, protocols, stats, topics, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +37,11 @@ use super::{inspect, protocols, stats, workflows};
         workflows::create_workflow,
         workflows::record_step,
         workflows::finish_workflow,
+        topics::list_topics,
+        topics::get_topic,
+        topics::subscribe,
+        topics::unsubscribe,
+        topics::delete_topic,
         inspect::list_tx,
         inspect::get_tx,
         inspect::retry_tx,
@@ -60,6 +66,10 @@ use super::{inspect, protocols, stats, workflows};
         WorkflowFinishRequest,
         WorkflowStepView,
         WorkflowView,
+        SubscribeRequest,
+        SubscriberView,
+        TopicView,
+        TopicList,
         TxOutcome,
         AttemptView,
         BranchView,

@@ -53,7 +53,8 @@ pub(crate) fn put(db: &Database, t: &Topic, expected: u64) -> Result<bool> {
         if stored != expected {
             return Ok(false);
         }
-        if stored == 0 && redb::ReadableTableMetadata::len(&table).map_err(redb_err)? as usize >= TOPICS_MAX
+        if stored == 0
+            && redb::ReadableTableMetadata::len(&table).map_err(redb_err)? as usize >= TOPICS_MAX
         {
             return Err(StoreError::Full(format!(
                 "{TOPICS_MAX} topics, the most a store keeps"
