@@ -69,8 +69,14 @@ struct Summary {
 }
 
 pub async fn run(a: GrpcArgs) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=10_000).contains(&a.concurrency), "--concurrency must be 1..=10000");
-    anyhow::ensure!((1..=3_600).contains(&a.duration), "--duration must be 1..=3600 seconds");
+    anyhow::ensure!(
+        (1..=10_000).contains(&a.concurrency),
+        "--concurrency must be 1..=10000"
+    );
+    anyhow::ensure!(
+        (1..=3_600).contains(&a.duration),
+        "--duration must be 1..=3600 seconds"
+    );
     anyhow::ensure!((1..=20).contains(&a.rounds), "--rounds must be 1..=20");
 
     let dir = tempfile::Builder::new()
@@ -87,12 +93,23 @@ pub async fn run(a: GrpcArgs) -> anyhow::Result<()> {
         ..tandem_server::ServerConfig::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tandem_server::serve_with(http_l, Some(grpc_l), cfg, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(tandem_server::serve_with(
+        http_l,
+        Some(grpc_l),
+        cfg,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let run_id = std::process::id();
-    let result = phases(&a, run_id, http_addr.to_string(), format!("http://{grpc_addr}")).await;
+    let result = phases(
+        &a,
+        run_id,
+        http_addr.to_string(),
+        format!("http://{grpc_addr}"),
+    )
+    .await;
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(30), server).await {
         Ok(Ok(Ok(()))) => {}
@@ -104,7 +121,11 @@ pub async fn run(a: GrpcArgs) -> anyhow::Result<()> {
     let phases = result?;
 
     let median = |api: &str| {
-        let mut v: Vec<f64> = phases.iter().filter(|p| p.api == api).map(|p| p.per_second).collect();
+        let mut v: Vec<f64> = phases
+            .iter()
+            .filter(|p| p.api == api)
+            .map(|p| p.per_second)
+            .collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
@@ -112,7 +133,9 @@ pub async fn run(a: GrpcArgs) -> anyhow::Result<()> {
     let s = Summary {
         bench: "grpc",
         concurrency: a.concurrency,
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         duration_s: a.duration,
         grpc_median_per_second: g,
         http_median_per_second: h,
@@ -170,9 +193,19 @@ async fn phases(
         })
         .await?;
         out.push(grpc);
-        let (authority, submit, tail, seq2) = (http_authority.clone(), submit.clone(), body_tail.clone(), seq.clone());
+        let (authority, submit, tail, seq2) = (
+            http_authority.clone(),
+            submit.clone(),
+            body_tail.clone(),
+            seq.clone(),
+        );
         let http = closed_loop(a, "http", round, move || {
-            let (authority, submit, tail, seq) = (authority.clone(), submit.clone(), tail.clone(), seq2.clone());
+            let (authority, submit, tail, seq) = (
+                authority.clone(),
+                submit.clone(),
+                tail.clone(),
+                seq2.clone(),
+            );
             async move {
                 let conn = Arc::new(tokio::sync::Mutex::new(Conn::open(&authority).await?));
                 anyhow::Ok(move || {
@@ -227,12 +260,23 @@ where
     let recording = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     // The first call, alone: a wrong setup fails loudly instead of as 100 % errors.
-    let probe = client().await.with_context(|| format!("{api}: connecting"))?;
-    probe().await.with_context(|| format!("{api}: the first submit failed"))?;
+    let probe = client()
+        .await
+        .with_context(|| format!("{api}: connecting"))?;
+    probe()
+        .await
+        .with_context(|| format!("{api}: the first submit failed"))?;
     let mut workers = Vec::with_capacity(a.concurrency);
     for _ in 0..a.concurrency {
-        let op = client().await.with_context(|| format!("{api}: connecting"))?;
-        let (done, errors, recording, stop) = (done.clone(), errors.clone(), recording.clone(), stop.clone());
+        let op = client()
+            .await
+            .with_context(|| format!("{api}: connecting"))?;
+        let (done, errors, recording, stop) = (
+            done.clone(),
+            errors.clone(),
+            recording.clone(),
+            stop.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
             while !stop.load(Ordering::Relaxed) {
