@@ -231,4 +231,32 @@ mod tests {
         let res = t.call(&c, g).await;
         assert!(matches!(res.outcome, CallOutcome::Error(_)), "{res:?}");
     }
+
+    /// A `grpcs://` URL is dialled with TLS (here against a plain TCP listener, so the
+    /// handshake fails): unknown and retried, never a panic or a plaintext call.
+    #[tokio::test]
+    async fn grpcs_urls_are_called_over_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"not TLS at all\r\n").await;
+            }
+        });
+        let t = GrpcTransport::new("");
+        let mut c = call(Op::Action, TxKind::Saga);
+        c.target = format!("grpcs://{addr}/busi.Busi/TransIn");
+        c.timeout = Duration::from_secs(3);
+        let Ok(crate::target::Target::Grpc(g)) = crate::target::parse(&c.target) else {
+            panic!("{}", c.target);
+        };
+        assert!(g.tls);
+        let res = tokio::time::timeout(Duration::from_secs(10), t.call(&c, g))
+            .await
+            .expect("bounded");
+        assert!(matches!(res.outcome, CallOutcome::Error(_)), "{res:?}");
+    }
 }
