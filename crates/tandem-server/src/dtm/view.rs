@@ -172,7 +172,8 @@ fn branch(tx: &Transaction, i: usize, b: &Branch) -> Value {
         "url": b.target,
         "bin_data": base64(&b.payload),
         "branch_id": b.branch_id,
-        "op": op_name(b.op),
+        // A workflow's steps keep the op the client named; other branches use DTM's names.
+        "op": if tx.kind == TxKind::Workflow { b.op.as_str() } else { op_name(b.op) },
         "status": status,
         "tandem_status": b.status.as_str(),
     });

@@ -158,6 +158,9 @@ pub fn service(state: AppState) -> InterceptedService<DtmServer<DtmApi>, Auth> {
     InterceptedService::new(server, auth)
 }
 
+/// Most requests one gRPC connection may have in flight (further ones wait).
+pub const REQUESTS_PER_CONNECTION_MAX: usize = 1024;
+
 /// Serves the gRPC API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -166,6 +169,9 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        // Bounded like the HTTP side: requests per connection in flight at once.
+        .concurrency_limit_per_connection(REQUESTS_PER_CONNECTION_MAX)
+        .max_concurrent_streams(Some(REQUESTS_PER_CONNECTION_MAX as u32))
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
