@@ -22,6 +22,11 @@ pub enum CallOutcome {
     Ongoing,
     /// Timeout, refused connection, 5xx, anything unexpected: unknown, retried with backoff.
     Error(String),
+    /// 2PC phase 2 on an XA resource: no prepared transaction under the branch's xid
+    /// (PostgreSQL SQLSTATE 42704, MySQL `XAER_NOTA`). For a rollback that is success; for a
+    /// commit it is success only if an earlier commit of ours may have done it, and a
+    /// heuristic outcome otherwise (see [`crate::twopc`]).
+    NotPrepared,
 }
 
 /// Something that happened to a transaction.
@@ -45,10 +50,12 @@ pub enum Event {
     Tick,
     /// TCC / XA: the application registered a branch (its try or local prepare is its own
     /// business). `ops` are the ops the coordinator will call later, e.g. confirm + cancel.
+    /// Build it with [`crate::spec::registration`], which checks it against `limits`.
     Register {
         branch_id: String,
         ops: Vec<(Op, String)>,
         payload: Vec<u8>,
+        limits: crate::spec::Limits,
     },
     /// Workflow: the client ran one step (`op` of `branch_id`) and reports how it ended
     /// (`Succeeded` or `Failed`) with the step's result.
@@ -57,6 +64,7 @@ pub enum Event {
         op: Op,
         status: crate::tx::BranchStatus,
         payload: Vec<u8>,
+        limits: crate::spec::Limits,
     },
     /// Workflow: the client finished the workflow with this status (`Succeeded` or
     /// `Failed`), rollback reason and result.
@@ -111,8 +119,10 @@ pub enum ApplyError {
     },
     #[error("branch {branch_id}/{op} is already registered with different content")]
     BranchConflict { branch_id: String, op: &'static str },
-    #[error("too many branches: the limit is {max}")]
-    TooManyBranches { max: usize },
+    /// The event would break a rule of the transaction's shape (e.g. a registration past
+    /// the branch limit).
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     #[error("invalid transaction: {0}")]
     Invalid(String),
 }
@@ -126,9 +136,6 @@ impl ApplyError {
         }
     }
 }
-
-/// Most branches (ops) one transaction may hold.
-pub const BRANCHES_MAX: usize = 1024;
 
 impl Transaction {
     /// Feeds one event to the transaction's protocol machine and returns what to do.

@@ -15,6 +15,11 @@
 //! delivery is retried until it succeeds; a FAILURE answer or an exhausted retry parks the
 //! message (a submitted message must be delivered, so no automatic undo exists). The check
 //! answering `ONGOING` means "the sender's transaction is still open": ask again later.
+//!
+//! A message prepared **without** a check has nobody to ask: if it is still `prepared`
+//! `timeout_to_fail_ms` after creation (or, when that is not set, `query_prepared_after_ms`,
+//! when a check would have been asked), it ends `failed` — a sender that died never holds a
+//! slot forever.
 
 use crate::event::{ApplyError, Command, Event};
 use crate::sched::{self, Class, Out};
@@ -65,6 +70,11 @@ pub(crate) fn apply(
                     tx.branches[branch].status = BranchStatus::Skipped;
                     tx.branches[branch].next_at = None;
                 }
+                (Op::QueryPrepared, Class::NotPrepared) => {
+                    // Not an answer a check can give (only XA resources say it): ask again.
+                    let at = now.plus_ms(tx.options.retry_interval_ms.max(1));
+                    tx.branches[branch].next_at = Some(at);
+                }
                 (Op::QueryPrepared, Class::Success | Class::ReadOnly) => {
                     tx.branches[branch].status = BranchStatus::Succeeded;
                     submit(tx, now, "query-prepared answered success");
@@ -79,7 +89,7 @@ pub(crate) fn apply(
                     }
                     sched::end(tx, now, TxStatus::Failed, true, &mut out);
                 }
-                (_, Class::Success | Class::ReadOnly) => {
+                (_, Class::Success | Class::ReadOnly | Class::NotPrepared) => {
                     tx.branches[branch].status = BranchStatus::Succeeded
                 }
                 (_, Class::Failure(r)) => {
@@ -95,7 +105,17 @@ pub(crate) fn apply(
                 (_, Class::Again) => {}
             }
         }
-        Event::Tick => {}
+        Event::Tick => {
+            if no_check_deadline(tx).is_some_and(|d| d <= now) {
+                tx.fail_reason.get_or_insert(
+                    "not submitted in time, and there is no query_prepared check to ask".into(),
+                );
+                for b in tx.branches.iter_mut() {
+                    b.status = BranchStatus::Skipped;
+                }
+                sched::end(tx, now, TxStatus::Failed, true, &mut out);
+            }
+        }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Park { reason } => sched::park(tx, now, reason, &mut out),
         Event::Stop { reason } => {
@@ -120,8 +140,22 @@ pub(crate) fn apply(
     if !tx.is_final() {
         drive(tx, now, &mut out);
     }
-    out.finish(tx, now, None, cmds);
+    let deadline = no_check_deadline(tx);
+    out.finish(tx, now, deadline, cmds);
     Ok(())
+}
+
+/// When a prepared message without a query-prepared check is given up (see the module doc).
+fn no_check_deadline(tx: &Transaction) -> Option<Timestamp> {
+    let waiting =
+        tx.status == TxStatus::Prepared && !tx.branches.iter().any(|b| b.op == Op::QueryPrepared);
+    waiting.then(|| {
+        let ms = tx
+            .options
+            .timeout_to_fail_ms
+            .unwrap_or(tx.options.query_prepared_after_ms);
+        tx.created_at.plus_ms(ms)
+    })
 }
 
 fn submit(tx: &mut Transaction, now: Timestamp, why: &str) {

@@ -30,8 +30,7 @@ use crate::event::{ApplyError, Command, Event};
 use crate::sched::{self, Class, Out};
 use crate::tx::{BranchStatus, Op, Timestamp, Transaction, TxStatus};
 
-/// Most steps one saga may have.
-pub const STEPS_MAX: usize = crate::event::BRANCHES_MAX / 2;
+use crate::spec::SAGA_STEPS_MAX as STEPS_MAX;
 
 pub(crate) fn apply(
     tx: &mut Transaction,
@@ -56,7 +55,7 @@ pub(crate) fn apply(
             let class = sched::answer(tx, branch, outcome, at, latency_us, code, now, &mut out);
             let op = tx.branches[branch].op;
             match (class, op) {
-                (Class::Success | Class::ReadOnly, _) => {
+                (Class::Success | Class::ReadOnly | Class::NotPrepared, _) => {
                     tx.branches[branch].status = BranchStatus::Succeeded
                 }
                 (Class::Failure(reason), Op::Action) => {
@@ -140,45 +139,7 @@ fn validate(tx: &Transaction) -> Result<(), ApplyError> {
             )));
         }
     }
-    let steps = n / 2;
-    let orders = &tx.options.orders;
-    if !orders.is_empty() {
-        if !tx.options.concurrent {
-            return Err(ApplyError::Invalid(
-                "orders given but the saga is not concurrent".into(),
-            ));
-        }
-        if orders.len() > steps {
-            return Err(ApplyError::Invalid(format!(
-                "orders names {} steps; the saga has {steps}",
-                orders.len()
-            )));
-        }
-        if let Some(bad) = orders.iter().flatten().find(|&&d| usize::from(d) >= steps) {
-            return Err(ApplyError::Invalid(format!(
-                "orders refers to step {bad}; the saga has {steps}"
-            )));
-        }
-        // Kahn's algorithm: every step must be reachable in some topological order.
-        let mut indegree: Vec<usize> = (0..steps).map(|k| deps(tx, k).len()).collect();
-        let mut ready: Vec<usize> = (0..steps).filter(|&k| indegree[k] == 0).collect();
-        let mut seen = 0;
-        while let Some(k) = ready.pop() {
-            seen += 1;
-            for (j, degree) in indegree.iter_mut().enumerate() {
-                if deps(tx, j).contains(&(k as u16)) {
-                    *degree -= 1;
-                    if *degree == 0 {
-                        ready.push(j);
-                    }
-                }
-            }
-        }
-        if seen != steps {
-            return Err(ApplyError::Invalid("orders contain a cycle".into()));
-        }
-    }
-    Ok(())
+    crate::spec::check_orders(&tx.options, n / 2).map_err(ApplyError::Spec)
 }
 
 /// The steps that must succeed before step `k` starts.

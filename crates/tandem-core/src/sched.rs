@@ -84,6 +84,9 @@ pub(crate) fn issue(tx: &mut Transaction, i: usize, out: &mut Out) {
 pub(crate) enum Class {
     Success,
     ReadOnly,
+    /// An XA resource had nothing prepared under the branch's xid; 2PC decides what that
+    /// means, every other protocol takes it as success (nothing left to do).
+    NotPrepared,
     Failure(String),
     /// A retry is scheduled; nothing else to decide.
     Again,
@@ -121,6 +124,10 @@ pub(crate) fn answer(
         CallOutcome::Failure(r) => (AttemptOutcome::Failure, Some(r.clone())),
         CallOutcome::Ongoing => (AttemptOutcome::Ongoing, None),
         CallOutcome::Error(e) => (AttemptOutcome::Error, Some(e.clone())),
+        CallOutcome::NotPrepared => (
+            AttemptOutcome::NotPrepared,
+            Some("no prepared transaction under this branch's xid".into()),
+        ),
     };
     b.record_attempt(Attempt {
         at,
@@ -138,6 +145,10 @@ pub(crate) fn answer(
         CallOutcome::ReadOnly => {
             b.streak = 0;
             Class::ReadOnly
+        }
+        CallOutcome::NotPrepared => {
+            b.streak = 0;
+            Class::NotPrepared
         }
         CallOutcome::Failure(r) => Class::Failure(r),
         CallOutcome::Ongoing | CallOutcome::Error(_) => {
@@ -189,11 +200,13 @@ pub(crate) fn operator_retry(tx: &mut Transaction, now: Timestamp, reason: Strin
     out.persist(true);
 }
 
-/// After a restart nothing is in flight: whatever was unanswered is due now.
+/// After a restart nothing is in flight: whatever was unanswered is due now, and any branch
+/// not done may have been called before the crash without the log knowing (`uncertain`).
 pub(crate) fn resume(tx: &mut Transaction) {
     tx.next_wake = None;
     for b in tx.branches.iter_mut() {
         b.in_flight = false;
+        b.uncertain = !b.status.is_done();
         if b.status == BranchStatus::Running {
             b.next_at = None;
         }

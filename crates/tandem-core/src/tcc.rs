@@ -19,7 +19,7 @@
 //! the operator or the timeout) before the first cancel. Confirm and cancel must not fail: a
 //! FAILURE answer or an exhausted retry parks the transaction for an operator.
 
-use crate::event::{ApplyError, Command, Event, BRANCHES_MAX};
+use crate::event::{ApplyError, Command, Event};
 use crate::sched::{self, Class, Out};
 use crate::tx::{Branch, BranchStatus, Op, Timestamp, Transaction, TxStatus};
 
@@ -37,16 +37,19 @@ pub(crate) fn apply(
             branch_id,
             ops,
             payload,
+            limits,
         } => {
             if tx.status != TxStatus::Prepared {
                 return Err(ApplyError::wrong_status(tx, "registerBranch"));
             }
+            crate::spec::check_registration(tx, &branch_id, &ops, &payload, &limits)?;
             if ops.is_empty() || ops.iter().any(|(op, _)| !is_second_phase(*op)) {
                 return Err(ApplyError::Invalid(
                     "a branch registers one or more of confirm, cancel, commit, rollback".into(),
                 ));
             }
             let mut fresh = Vec::new();
+            let payload: std::sync::Arc<[u8]> = payload.into();
             for (op, target) in ops {
                 match tx.find(&branch_id, op) {
                     Some(i)
@@ -60,9 +63,6 @@ pub(crate) fn apply(
                     }
                     None => fresh.push(Branch::new(branch_id.clone(), op, target, payload.clone())),
                 }
-            }
-            if tx.branches.len() + fresh.len() > BRANCHES_MAX {
-                return Err(ApplyError::TooManyBranches { max: BRANCHES_MAX });
             }
             if !fresh.is_empty() {
                 tx.branches.extend(fresh);
@@ -97,7 +97,7 @@ pub(crate) fn apply(
             let b = &tx.branches[branch];
             let what = format!("branch {}/{}", b.branch_id, b.op.as_str());
             match class {
-                Class::Success | Class::ReadOnly => {
+                Class::Success | Class::ReadOnly | Class::NotPrepared => {
                     tx.branches[branch].status = BranchStatus::Succeeded
                 }
                 Class::Failure(r) => {

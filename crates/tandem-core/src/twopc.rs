@@ -24,6 +24,14 @@
 //! The commit decision is persisted (sync) before the first commit: it is the record that
 //! makes the outcome commit. Nothing else is waited for — no decision record means abort
 //! (presumed abort), so neither the abort nor the end needs a forced write.
+//! **Heuristic outcomes.** A commit answered "no prepared transaction under this xid" (an XA
+//! resource) is success only when an earlier commit of ours may have done it: this branch's
+//! commit was sent before, or the transaction was resumed from the log with it unfinished. If
+//! not, the branch voted yes, the decision is commit, and yet its prepared work is gone —
+//! someone else resolved it. That is recorded as the transaction's `heuristic` outcome
+//! (durably), phase 2 goes on for the other participants, and the transaction is then parked
+//! instead of reported `succeeded`; only an operator's stop ends it (`failed`, the heuristic
+//! kept on the record).
 //! A read-only vote skips phase 2 for that participant. A prepare that errors aborts at once
 //! (its locks would otherwise be held across retries); a commit or rollback is retried with
 //! backoff and parks the transaction past the retry limit — never dropped.
@@ -32,8 +40,7 @@ use crate::event::{ApplyError, Command, Event};
 use crate::sched::{self, Class, Out};
 use crate::tx::{BranchStatus, Op, Timestamp, Transaction, TxStatus};
 
-/// Most participants one 2PC transaction may have.
-pub const PARTICIPANTS_MAX: usize = 256;
+use crate::spec::PARTICIPANTS_MAX;
 
 pub(crate) fn apply(
     tx: &mut Transaction,
@@ -118,8 +125,41 @@ pub(crate) fn apply(
                         tx.branches[branch].next_at = None;
                     }
                 }
+                (Op::Commit, Class::NotPrepared) => {
+                    let b = &tx.branches[branch];
+                    if b.uncertain || b.attempts > 1 {
+                        // An earlier commit of ours may have done it; its answer was lost.
+                        tx.branches[branch].status = BranchStatus::Succeeded;
+                    } else {
+                        tx.branches[branch].status = BranchStatus::Failed;
+                        tx.heuristic.get_or_insert(format!(
+                            "participant {id} voted yes and the commit decision is logged, but at the first commit it had no prepared transaction: something else resolved it (a rollback by hand?)"
+                        ));
+                        out.persist(true);
+                    }
+                }
+                (Op::Rollback, Class::NotPrepared) => {
+                    tx.branches[branch].status = BranchStatus::Succeeded
+                }
+                (Op::Prepare, Class::NotPrepared) => {
+                    tx.branches[branch].status = BranchStatus::Failed;
+                    if tx.status == TxStatus::Prepared {
+                        abort(
+                            tx,
+                            now,
+                            format!("participant {id} answered prepare with \"not prepared\""),
+                        );
+                    }
+                }
                 (Op::CommitOnePhase, Class::Success | Class::ReadOnly) => {
                     tx.branches[branch].status = BranchStatus::Succeeded;
+                }
+                (Op::CommitOnePhase, Class::NotPrepared) => {
+                    tx.branches[branch].status = BranchStatus::Failed;
+                    tx.fail_reason.get_or_insert(format!(
+                        "participant {id} answered its one-phase commit with \"not prepared\""
+                    ));
+                    sched::end(tx, now, TxStatus::Failed, false, &mut out);
                 }
                 (Op::CommitOnePhase, Class::Failure(r)) => {
                     tx.branches[branch].status = BranchStatus::Failed;
@@ -127,7 +167,7 @@ pub(crate) fn apply(
                         .get_or_insert(format!("participant {id} refused to commit: {r}"));
                     sched::end(tx, now, TxStatus::Failed, false, &mut out);
                 }
-                (_, Class::Success | Class::ReadOnly) => {
+                (_, Class::Success | Class::ReadOnly | Class::NotPrepared) => {
                     tx.branches[branch].status = BranchStatus::Succeeded
                 }
                 (_, Class::Failure(r)) => {
@@ -148,6 +188,17 @@ pub(crate) fn apply(
         }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Park { reason } => sched::park(tx, now, reason, &mut out),
+        Event::Stop { reason } if tx.heuristic.is_some() => {
+            // The operator has looked at the heuristic outcome and ends the transaction.
+            tx.note(now, "stop", reason.clone());
+            let why = tx.heuristic.clone().unwrap_or_default();
+            tx.fail_reason.get_or_insert(format!(
+                "heuristic outcome, stopped by operator ({reason}): {why}"
+            ));
+            sched::end(tx, now, TxStatus::Failed, true, &mut out);
+            out.finish(tx, now, None, cmds);
+            return Ok(());
+        }
         Event::Stop { reason } => {
             if tx.status != TxStatus::Prepared || one_phase {
                 return Err(ApplyError::wrong_status(
@@ -280,6 +331,11 @@ fn phase_two(tx: &mut Transaction, now: Timestamp, op: Op, out: &mut Out) {
         }
     }
     if done && !(0..n).any(|k| tx.branches[3 * k].in_flight) {
+        if let Some(why) = tx.heuristic.clone().filter(|_| op == Op::Commit) {
+            // Never reported as success: an operator must look, then stop it.
+            sched::park(tx, now, format!("heuristic outcome: {why}"), out);
+            return;
+        }
         let status = if op == Op::Commit {
             TxStatus::Succeeded
         } else {

@@ -11,6 +11,8 @@
 //! - `version` grows by one with every snapshot the machine asks to persist;
 //! - at most [`ATTEMPTS_KEPT`] attempts and [`HISTORY_KEPT`] history entries are kept.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch. The core never reads a clock; callers pass `now`.
@@ -217,6 +219,8 @@ pub enum AttemptOutcome {
     Ongoing,
     /// Transport error, timeout or unexpected answer: outcome unknown, retried.
     Error,
+    /// An XA resource had no prepared transaction under the branch's xid.
+    NotPrepared,
 }
 
 /// One call of a branch.
@@ -237,7 +241,9 @@ pub struct Branch {
     pub op: Op,
     /// A URL (server mode) or the name of an in-process participant (library mode).
     pub target: String,
-    pub payload: Vec<u8>,
+    /// The body of every call of this branch. Shared (not copied) by a step's or a
+    /// participant's ops, in memory and in the log.
+    pub payload: Arc<[u8]>,
     pub status: BranchStatus,
     /// Calls made so far, over the transaction's whole life.
     pub attempts: u32,
@@ -251,6 +257,12 @@ pub struct Branch {
     /// Not persisted: a call is in flight in this process right now.
     #[serde(skip)]
     pub in_flight: bool,
+    /// Not persisted: set when the transaction was resumed from the log with this branch
+    /// unfinished, so a call of it may have reached the participant although the log does
+    /// not say so (its record was not forced). Phase 2 uses it to tell "already committed,
+    /// the answer was lost" from "someone else rolled it back".
+    #[serde(skip)]
+    pub uncertain: bool,
 }
 
 impl Branch {
@@ -258,19 +270,20 @@ impl Branch {
         branch_id: impl Into<String>,
         op: Op,
         target: impl Into<String>,
-        payload: Vec<u8>,
+        payload: impl Into<Arc<[u8]>>,
     ) -> Branch {
         Branch {
             branch_id: branch_id.into(),
             op,
             target: target.into(),
-            payload,
+            payload: payload.into(),
             status: BranchStatus::Pending,
             attempts: 0,
             streak: 0,
             next_at: None,
             recent: Vec::new(),
             in_flight: false,
+            uncertain: false,
         }
     }
 
@@ -362,9 +375,20 @@ pub struct Transaction {
     /// Why the transaction failed, when it did (the first business failure or the timeout).
     pub fail_reason: Option<String>,
     /// Workflow: the result its client reported when it finished (DTM keeps it base64).
-    /// Encoded after the rest of the snapshot (see [`crate::codec`]), hence skipped here.
+    /// Encoded after the rest of the record (see [`crate::codec`]).
     #[serde(skip)]
     pub result: Option<String>,
+    /// The coordinator whose log decides this transaction, as it was when the transaction
+    /// was created (its xids carry it). `None` for transactions written before identities.
+    pub origin: Option<crate::Identity>,
+    /// Random per transaction: tells this attempt of the gid from an earlier one whose record
+    /// was lost (see [`crate::identity`]). Part of every xid.
+    pub nonce: u32,
+    /// Set when a participant's state disagrees with the log (e.g. a branch the log decided to
+    /// commit is no longer prepared and nothing of ours could have committed it): a heuristic
+    /// outcome. The transaction cannot end by itself; it stays parked until an operator stops
+    /// it, and the flag stays on its record.
+    pub heuristic: Option<String>,
     /// 2PC: every participant can be asked for its prepared transactions after a crash (XA
     /// databases under in-doubt recovery), so the participant list needs no forced write
     /// before the first prepare. Not persisted: it only matters at `Start`.
@@ -396,6 +420,9 @@ impl Transaction {
             version: 0,
             fail_reason: None,
             result: None,
+            origin: None,
+            nonce: 0,
+            heuristic: None,
             participants_listable: false,
         }
     }

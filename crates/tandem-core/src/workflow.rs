@@ -22,7 +22,7 @@
 //! the workflow is still unfinished: it is asked again (and counts towards the retry limit).
 
 use crate::backoff;
-use crate::event::{ApplyError, CallOutcome, Command, Event, BRANCHES_MAX};
+use crate::event::{ApplyError, CallOutcome, Command, Event};
 use crate::sched::{self, Class, Out};
 use crate::tx::{Branch, BranchStatus, Op, Timestamp, Transaction, TxStatus};
 
@@ -68,16 +68,10 @@ pub(crate) fn apply(
             op,
             status,
             payload,
+            limits,
         } => {
             if tx.status != TxStatus::Prepared {
                 return Err(ApplyError::wrong_status(tx, "registerBranch (workflow)"));
-            }
-            if !matches!(status, BranchStatus::Succeeded | BranchStatus::Failed)
-                || op == Op::Workflow
-            {
-                return Err(ApplyError::Invalid(
-                    "a workflow step is recorded as succeed or failed, with a step's op".into(),
-                ));
             }
             if tx.find(&branch_id, op).is_some() {
                 return Err(ApplyError::BranchConflict {
@@ -85,9 +79,7 @@ pub(crate) fn apply(
                     op: op.as_str(),
                 });
             }
-            if tx.branches.len() >= BRANCHES_MAX {
-                return Err(ApplyError::TooManyBranches { max: BRANCHES_MAX });
-            }
+            crate::spec::check_record(tx, op, status, &payload, &limits)?;
             let mut b = Branch::new(branch_id, op, "", payload);
             b.status = status;
             tx.branches.push(b);
@@ -138,7 +130,8 @@ pub(crate) fn apply(
                     Some("the callback answered success but the workflow did not conclude")
                 }
                 CallOutcome::Failure(_) => Some("the callback answered FAILURE"),
-                CallOutcome::Ongoing | CallOutcome::Error(_) => None,
+                // (NotPrepared is an XA answer; a workflow's callback never gives it.)
+                CallOutcome::Ongoing | CallOutcome::Error(_) | CallOutcome::NotPrepared => None,
             };
             let streak = tx.branches[branch].streak;
             let class = sched::answer(tx, branch, outcome, at, latency_us, code, now, &mut out);

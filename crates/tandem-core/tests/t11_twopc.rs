@@ -332,3 +332,117 @@ fn rollback_refusal_parks() {
         vec![persist(true), Command::Park { reason }]
     );
 }
+
+/// Guards against bugs 1 and 3: a commit answered "not prepared" was counted as success
+/// although nothing of ours had committed it (the branch was rolled back behind our back, or
+/// the commit went to another name). On the first commit of a branch that voted yes, that is a
+/// heuristic outcome: logged durably, phase 2 finishes for the others, then the transaction is
+/// parked — never reported succeeded — until an operator stops it.
+#[test]
+fn a_first_commit_that_finds_nothing_prepared_is_a_heuristic_outcome() {
+    let mut tx = twopc(2, Options::default());
+    apply(&mut tx, Event::Start, T0);
+    apply(&mut tx, ok(0, at(1)), at(1));
+    assert_eq!(
+        apply(&mut tx, ok(3, at(2)), at(2)),
+        vec![persist(true), call(1), call(4)]
+    );
+    let gone = answer(1, CallOutcome::NotPrepared, at(3));
+    assert_eq!(apply(&mut tx, gone, at(3)), vec![persist(true)]);
+    assert!(tx.heuristic.as_deref().is_some_and(|h| h.contains("01")));
+    assert_eq!(tx.branches[1].status, BranchStatus::Failed);
+    let cmds = apply(&mut tx, ok(4, at(4)), at(4));
+    assert!(
+        matches!(cmds.as_slice(), [Command::Persist { sync: true }, Command::Park { reason }] if reason.starts_with("heuristic outcome")),
+        "{cmds:?}"
+    );
+    assert_eq!(tx.status, TxStatus::Submitted, "never succeeded");
+    // Retry finds nothing to do and parks again; an operator's stop ends it, failed, with the
+    // heuristic kept on the record.
+    let cmds = apply(
+        &mut tx,
+        Event::Retry {
+            reason: "looked".into(),
+        },
+        at(5),
+    );
+    assert!(
+        cmds.iter().any(|c| matches!(c, Command::Park { .. })),
+        "{cmds:?}"
+    );
+    let cmds = apply(
+        &mut tx,
+        Event::Stop {
+            reason: "fixed by hand".into(),
+        },
+        at(6),
+    );
+    assert_eq!(
+        cmds,
+        vec![
+            persist(true),
+            Command::Done {
+                status: TxStatus::Failed
+            }
+        ]
+    );
+    assert!(tx.heuristic.is_some());
+    assert!(tx
+        .fail_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("heuristic")));
+}
+
+/// "Not prepared" after an earlier commit of ours (a retry after a lost answer, or after a
+/// restart, when the log cannot say whether a commit went out) means that commit did it.
+#[test]
+fn not_prepared_after_an_earlier_commit_is_success() {
+    let mut tx = twopc(1, Options::default());
+    apply(&mut tx, Event::Start, T0);
+    apply(&mut tx, ok(0, at(1)), at(1));
+    let mut resumed = reload(&tx);
+    apply(&mut resumed, Event::Resume, at(2));
+    let cmds = apply(
+        &mut resumed,
+        answer(1, CallOutcome::NotPrepared, at(3)),
+        at(3),
+    );
+    assert_eq!(
+        cmds,
+        vec![
+            persist(false),
+            Command::Done {
+                status: TxStatus::Succeeded
+            }
+        ]
+    );
+    assert_eq!(resumed.heuristic, None);
+
+    let err = answer(1, CallOutcome::Error("timeout".into()), at(2));
+    apply(&mut tx, err, at(2));
+    let due = tx.next_wake.expect("retry");
+    apply(&mut tx, Event::Tick, due);
+    let cmds = apply(&mut tx, answer(1, CallOutcome::NotPrepared, due), due);
+    assert!(cmds.contains(&Command::Done {
+        status: TxStatus::Succeeded
+    }));
+}
+
+/// A rollback of something not prepared is what rollback wants.
+#[test]
+fn not_prepared_on_rollback_is_success() {
+    let mut tx = twopc(2, Options::default());
+    apply(&mut tx, Event::Start, T0);
+    apply(&mut tx, ok(3, at(1)), at(1));
+    apply(
+        &mut tx,
+        answer(0, CallOutcome::Failure("no".into()), at(1)),
+        at(1),
+    );
+    assert_eq!(tx.status, TxStatus::Aborting);
+    let cmds = apply(&mut tx, answer(5, CallOutcome::NotPrepared, at(2)), at(2));
+    assert!(cmds.contains(&Command::Done {
+        status: TxStatus::Failed
+    }));
+    assert_eq!(tx.heuristic, None);
+}

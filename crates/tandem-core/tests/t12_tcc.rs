@@ -41,6 +41,7 @@ fn start_and_register() {
         branch_id: "01".into(),
         ops: vec![(Op::Confirm, "elsewhere/confirm".into())],
         payload: b"{}".to_vec(),
+        limits: tandem_core::Limits::default(),
     };
     let res = tx.apply(conflict, at(3));
     assert!(
@@ -53,6 +54,7 @@ fn start_and_register() {
         branch_id: "02".into(),
         ops: vec![(Op::Try, "x".into())],
         payload: vec![],
+        limits: tandem_core::Limits::default(),
     };
     assert!(matches!(tx.apply(bad, at(4)), Err(ApplyError::Invalid(_))));
     assert_eq!(tx, before);
@@ -231,6 +233,7 @@ fn xa_mode_commits_and_rolls_back() {
             (Op::Rollback, "db/rollback".into()),
         ],
         payload: vec![],
+        limits: tandem_core::Limits::default(),
     };
     assert_eq!(apply(&mut tx, reg, at(1)), vec![persist(true)]);
     let mut aborted = tx.clone();

@@ -23,7 +23,11 @@ fn with_check() -> tandem_core::Transaction {
 #[test]
 fn prepare_then_submit_delivers() {
     let mut tx = msg(2, None, Options::default());
-    assert_eq!(apply(&mut tx, Event::Start, T0), vec![persist(true)]);
+    assert_eq!(
+        apply(&mut tx, Event::Start, T0),
+        vec![persist(true), Command::Wake { at: at(10_000) }],
+        "no check to ask: the message is given up at query_prepared_after_ms"
+    );
     assert_eq!(tx.status, TxStatus::Prepared);
     assert_eq!(
         apply(&mut tx, Event::Submit, at(1)),
@@ -40,6 +44,37 @@ fn prepare_then_submit_delivers() {
             }
         ]
     );
+}
+
+/// Guards against bug 8: a message prepared without `query_prepared` whose sender died held
+/// its slot forever; now it fails at `timeout_to_fail_ms`, durably, and a late submit is
+/// refused.
+#[test]
+fn a_message_without_a_check_fails_at_its_timeout() {
+    let mut tx = msg(
+        1,
+        None,
+        Options {
+            timeout_to_fail_ms: Some(5_000),
+            ..Options::default()
+        },
+    );
+    assert_eq!(
+        apply(&mut tx, Event::Start, T0),
+        vec![persist(true), Command::Wake { at: at(5_000) }]
+    );
+    assert_eq!(apply(&mut tx, Event::Tick, at(4_999)), vec![]);
+    assert_eq!(
+        apply(&mut tx, Event::Tick, at(5_000)),
+        vec![
+            persist(true),
+            Command::Done {
+                status: TxStatus::Failed
+            }
+        ]
+    );
+    assert_eq!(tx.branches[0].status, BranchStatus::Skipped);
+    assert!(tx.apply(Event::Submit, at(5_001)).is_err());
 }
 
 #[test]

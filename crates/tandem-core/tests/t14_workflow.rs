@@ -41,6 +41,7 @@ fn record(id: &str, op: Op, status: BranchStatus, payload: &[u8]) -> Event {
         op,
         status,
         payload: payload.to_vec(),
+        limits: tandem_core::spec::Limits::default(),
     }
 }
 
@@ -92,7 +93,7 @@ fn steps_are_recorded_durably_and_the_client_concludes() {
     );
     assert_eq!(tx.fail_reason.as_deref(), Some("insufficient funds"));
     assert_eq!(tx.branches[0].status, BranchStatus::Skipped, "never needed");
-    assert_eq!(tx.branches[1].payload, b"r1");
+    assert_eq!(&tx.branches[1].payload[..], b"r1");
     assert_eq!(
         apply(&mut tx, conclude, at(5)),
         vec![],
@@ -225,6 +226,20 @@ fn workflows_refuse_other_protocols_events() {
     assert!(tx
         .apply(record("01", Op::Action, BranchStatus::Running, b""), at(1))
         .is_err());
+    // The step limit (steps as users count them, not the callback).
+    let small = tandem_core::spec::Limits {
+        branches_max: 1,
+        ..Default::default()
+    };
+    let mut event = record("01", Op::Action, BranchStatus::Succeeded, b"");
+    if let Event::Record { limits, .. } = &mut event {
+        *limits = small;
+    }
+    assert!(tx.apply(event.clone(), at(2)).is_ok());
+    if let Event::Record { branch_id, .. } = &mut event {
+        *branch_id = "02".into();
+    }
+    assert!(matches!(tx.apply(event, at(3)), Err(ApplyError::Spec(_))));
     // And other protocols refuse workflow events.
     let mut saga = saga(1, Options::default());
     apply(&mut saga, Event::Start, T0);

@@ -598,6 +598,7 @@ fn tcc_register(id: u8, variant: u8) -> Event {
             (Op::Cancel, format!("{id}/cancel")),
         ],
         payload,
+        limits: tandem_core::Limits::default(),
     }
 }
 

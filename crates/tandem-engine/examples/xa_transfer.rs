@@ -57,7 +57,6 @@ async fn main() -> anyhow::Result<()> {
 
     // The unit of work each database does for a branch; a CHECK violation votes no.
     let bank_pg = Arc::new(PgResource::new(
-        NODE,
         &pg_url,
         4,
         pg_work(|c, call| {
@@ -80,7 +79,6 @@ async fn main() -> anyhow::Result<()> {
         }),
     ));
     let bank_my = Arc::new(MysqlResource::new(
-        NODE,
         &my_url,
         4,
         mysql_work(|c, call| {
@@ -99,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let c = Coordinator::builder()
         .config(EngineConfig {
-            node_name: NODE.into(),
+            node_name: Some(NODE.into()),
             ..EngineConfig::default()
         })
         .xa_resource("bank-pg", bank_pg)

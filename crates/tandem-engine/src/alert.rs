@@ -1,5 +1,6 @@
 //! Alerts: what the engine tells operators the moment a transaction is parked (past its
-//! retry limit, or stuck in one status beyond `stuck_after`).
+//! retry limit, stuck in one status beyond `stuck_after`, or on a heuristic outcome — a
+//! participant that disagrees with the log), or in-doubt recovery finds such a disagreement.
 //!
 //! The engine only publishes on a bounded broadcast channel ([`ALERTS_QUEUE_MAX`]); it
 //! never waits for a listener. Delivering alerts anywhere (the server's webhook) is the
@@ -17,5 +18,7 @@ pub struct ParkedAlert {
     pub kind: TxKind,
     pub status: TxStatus,
     pub reason: String,
+    /// A heuristic outcome: the log and a participant disagree; a human must look.
+    pub heuristic: bool,
     pub at: Timestamp,
 }

@@ -1,5 +1,6 @@
 //! Builders for the library API: a saga of in-process steps, a 2PC over in-process
-//! resources.
+//! resources. Both only collect a `tandem_core::spec::TxSpec`; the core lays it out and
+//! checks it against the coordinator's limits.
 //!
 //! ```no_run
 //! # async fn demo(c: tandem_engine::Coordinator) -> Result<(), tandem_engine::EngineError> {
@@ -12,26 +13,30 @@
 //! # Ok(()) }
 //! ```
 
-use tandem_core::{Branch, Op, Options, Transaction, TxKind};
+use tandem_core::spec::{self, ParticipantSpec, Shape, StepSpec, TxSpec};
+use tandem_core::Options;
 
 use crate::coordinator::{Coordinator, Wait};
-use crate::driver::Outcome;
 use crate::error::{EngineError, Result};
+use crate::outcome::Outcome;
 
 /// Builds a saga: each step is an in-process [`crate::SagaStep`] registered by name, called
 /// with `action` and, if the saga aborts after it started, `compensate`.
 pub struct SagaBuilder<'a> {
     c: &'a Coordinator,
-    tx: Transaction,
+    gid: String,
+    options: Options,
+    steps: Vec<StepSpec>,
     error: Option<EngineError>,
 }
 
 impl Coordinator {
     pub fn saga(&self, gid: impl Into<String>) -> SagaBuilder<'_> {
-        let tx = Transaction::new(gid, TxKind::Saga, Options::default(), self.now());
         SagaBuilder {
             c: self,
-            tx,
+            gid: gid.into(),
+            options: Options::default(),
+            steps: Vec::new(),
             error: None,
         }
     }
@@ -47,15 +52,6 @@ impl Coordinator {
     }
 }
 
-/// Branch ids as DTM numbers them: "01", "02", …
-fn branch_id(k: usize) -> String {
-    const SMALL: [&str; 9] = ["01", "02", "03", "04", "05", "06", "07", "08", "09"];
-    match SMALL.get(k) {
-        Some(s) => (*s).to_string(),
-        None => format!("{:02}", k + 1),
-    }
-}
-
 impl<'a> SagaBuilder<'a> {
     /// Adds a step run after the previous one (or, in a concurrent saga, with no order).
     pub fn step(mut self, participant: &str, payload: impl Into<Vec<u8>>) -> Self {
@@ -63,20 +59,11 @@ impl<'a> SagaBuilder<'a> {
             self.error
                 .get_or_insert(EngineError::UnknownParticipant(participant.into()));
         }
-        let k = self.tx.branches.len() / 2;
-        let payload = payload.into();
-        self.tx.branches.push(Branch::new(
-            branch_id(k),
-            Op::Action,
-            participant,
-            payload.clone(),
-        ));
-        self.tx.branches.push(Branch::new(
-            branch_id(k),
-            Op::Compensate,
-            participant,
-            payload,
-        ));
+        self.steps.push(StepSpec {
+            action: participant.into(),
+            compensate: participant.into(),
+            payload: payload.into(),
+        });
         self
     }
 
@@ -88,23 +75,23 @@ impl<'a> SagaBuilder<'a> {
         payload: impl Into<Vec<u8>>,
         after: &[u16],
     ) -> Self {
-        self.tx.options.concurrent = true;
-        let k = self.tx.branches.len() / 2;
+        self.options.concurrent = true;
+        let k = self.steps.len();
         self = self.step(participant, payload);
-        self.tx.options.orders.resize(k + 1, Vec::new());
-        self.tx.options.orders[k] = after.to_vec();
+        self.options.orders.resize(k + 1, Vec::new());
+        self.options.orders[k] = after.to_vec();
         self
     }
 
     /// Runs every step concurrently unless ordered by [`SagaBuilder::step_after`].
     pub fn concurrent(mut self) -> Self {
-        self.tx.options.concurrent = true;
+        self.options.concurrent = true;
         self
     }
 
     /// Adjusts timeouts, retries and limits.
     pub fn options(mut self, f: impl FnOnce(&mut Options)) -> Self {
-        f(&mut self.tx.options);
+        f(&mut self.options);
         self
     }
 
@@ -122,7 +109,14 @@ impl<'a> SagaBuilder<'a> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        self.c.begin(self.tx, wait).await
+        let spec = TxSpec {
+            gid: self.gid,
+            shape: Shape::Saga(self.steps),
+            options: self.options,
+            custom_data: None,
+        };
+        let tx = spec::build(spec, self.c.limits(), self.c.now())?;
+        self.c.begin(tx, wait).await
     }
 }
 
@@ -150,35 +144,37 @@ impl<'a> TwoPhaseBuilder<'a> {
         self
     }
 
-    /// Runs both phases and waits for the outcome (or for the transaction to be parked).
+    /// Runs both phases and waits for the outcome (or for the transaction to be parked). A
+    /// single participant commits in one phase.
     pub async fn run(self) -> Result<Outcome> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mut tx = Transaction::new(self.gid, TxKind::TwoPc, self.options, self.c.now());
-        tx.participants_listable = self
+        let listable = self
             .parts
             .iter()
             .all(|(name, _)| self.c.lists_in_doubt(name));
-        if let [(name, payload)] = self.parts.as_slice() {
-            tx.branches.push(Branch::new(
-                branch_id(0),
-                Op::CommitOnePhase,
-                name.as_str(),
-                payload.clone(),
-            ));
-        } else {
-            for (k, (name, payload)) in self.parts.into_iter().enumerate() {
-                for op in [Op::Prepare, Op::Commit, Op::Rollback] {
-                    tx.branches.push(Branch::new(
-                        branch_id(k),
-                        op,
-                        name.as_str(),
-                        payload.clone(),
-                    ));
-                }
-            }
-        }
+        let participants = self
+            .parts
+            .into_iter()
+            .map(|(name, payload)| ParticipantSpec {
+                prepare: name.clone(),
+                commit: name.clone(),
+                rollback: name,
+                payload,
+            })
+            .collect();
+        let spec = TxSpec {
+            gid: self.gid,
+            shape: Shape::TwoPc {
+                participants,
+                one_phase: true,
+            },
+            options: self.options,
+            custom_data: None,
+        };
+        let mut tx = spec::build(spec, self.c.limits(), self.c.now())?;
+        tx.participants_listable = listable;
         self.c.begin(tx, Wait::Outcome).await
     }
 }

@@ -11,8 +11,12 @@ pub struct EngineConfig {
     pub calls_in_flight_max: usize,
     /// Per-call timeout when the transaction does not set `request_timeout_ms`.
     pub request_timeout: Duration,
-    /// Prefix every XA/2PC gid this coordinator owns carries (in-doubt recovery matches on it).
-    pub node_name: String,
+    /// The node name this coordinator must have. A new store records it (with a random
+    /// incarnation) as its identity; an existing store created under another name refuses to
+    /// open. `None`: whatever the store holds, or `tandem` for a new store.
+    pub node_name: Option<String>,
+    /// What one transaction may be (branches, payload bytes); see `tandem_core::spec`.
+    pub limits: tandem_core::Limits,
     /// Park a transaction that stays in one status (and unparked) this long: a stall an
     /// operator should see, not a silent loop. `None` turns the check off.
     pub stuck_after: Option<Duration>,
@@ -24,7 +28,8 @@ impl Default for EngineConfig {
             active_max: 100_000,
             calls_in_flight_max: 4096,
             request_timeout: Duration::from_secs(30),
-            node_name: "tandem".into(),
+            node_name: None,
+            limits: tandem_core::Limits::default(),
             stuck_after: Some(Duration::from_secs(3600)),
         }
     }

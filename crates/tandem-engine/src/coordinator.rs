@@ -7,30 +7,44 @@
 //!
 //! Starting a transaction claims its gid in the registry (one driver per gid), checks the
 //! log for an earlier transaction with that gid (same content: the old one is answered;
-//! different: refused), then spawns its driver and waits for the first record to be durable
-//! (and, if asked, for the outcome).
+//! different: refused), stamps it with the store's identity and a random nonce (its xids'
+//! ingredients), then spawns its driver and waits for the first record to be durable (and,
+//! if asked, for the outcome).
+//!
+//! Identity on open: the store's recorded [`Identity`] is used; a new store records the
+//! configured node name (or `tandem`) with a random incarnation; a configured name that
+//! differs from the stored one is refused ([`StoreError::WrongNode`]).
+//!
+//! Fail-stop (see [`crate::shared`]): once the log failed, every call here answers
+//! [`EngineError::Failed`], [`Coordinator::failed`] resolves, and nothing acts any more.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tandem_core::{validate_gid, Event, Timestamp, Transaction};
+use tandem_core::{validate_gid, Event, Identity, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
-use tandem_store::{ListQuery, Page, Store, StoreStats, Topic};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tandem_store::{ListQuery, Page, Store, StoreError, StoreStats, Topic};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::alert::{ParkedAlert, ALERTS_QUEUE_MAX};
-use crate::clock::{Clock, SystemClock};
+use crate::alert::ParkedAlert;
+use crate::clock::{Clock, OsRng, Rng, SystemClock};
 use crate::config::EngineConfig;
-use crate::driver::{
-    Control, Driver, Outcome, INBOX_MAX, SHUTDOWN_DRAIN, SHUTDOWN_RUN, SHUTDOWN_STOP,
-};
+use crate::driver::Driver;
 use crate::error::{EngineError, Result};
-use crate::metrics::EngineMetrics;
+use crate::metrics::{EngineMetrics, RecoveryAction};
+use crate::outcome::Outcome;
 use crate::participant::{Resource, SagaStep};
 use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
-use crate::registry::{Claim, Registry};
+use crate::registry::{Claim, Control, INBOX_MAX};
+use crate::shared::{Parts, Phase, Shared};
 use crate::transport::{InProcess, Local, Transport};
+
+/// How often the coordinator looks at its store's health between writes (a store can fail
+/// in the background, e.g. when applying to its table file).
+const HEALTH_POLL: Duration = Duration::from_millis(100);
 
 /// A snapshot of the engine's counters (monotonic since open; totals over
 /// [`EngineMetrics`], which keeps them by type, op and outcome).
@@ -47,19 +61,6 @@ pub struct EngineStats {
     pub store: StoreStats,
 }
 
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) config: EngineConfig,
-    pub(crate) registry: Registry,
-    pub(crate) call_permits: Arc<Semaphore>,
-    pub(crate) shutdown: watch::Receiver<u8>,
-    pub(crate) metrics: Arc<EngineMetrics>,
-    pub(crate) alerts: broadcast::Sender<ParkedAlert>,
-    pub(crate) on_end: Option<EndHook>,
-}
-
 /// Called with every transaction as it ends (e.g. to export its trace span). Must be quick:
 /// it runs on the transaction's driver.
 pub type EndHook = Arc<dyn Fn(&Transaction) + Send + Sync>;
@@ -71,6 +72,7 @@ pub struct CoordinatorBuilder {
     local: InProcess,
     transport: Option<Arc<dyn Transport>>,
     clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
     store: Option<Arc<dyn Store>>,
     redb: RedbConfig,
     on_end: Option<EndHook>,
@@ -85,6 +87,7 @@ impl Default for CoordinatorBuilder {
             local: InProcess::new(),
             transport: None,
             clock: Arc::new(SystemClock),
+            rng: Arc::new(OsRng::default()),
             store: None,
             redb: RedbConfig::default(),
             on_end: None,
@@ -139,6 +142,11 @@ impl CoordinatorBuilder {
         self.clock = c;
         self
     }
+    /// Where random values come from (a simulation passes a seeded one).
+    pub fn rng(mut self, r: Arc<dyn Rng>) -> Self {
+        self.rng = r;
+        self
+    }
     /// Calls `hook` with every transaction as it ends (see [`EndHook`]).
     pub fn on_end(mut self, hook: EndHook) -> Self {
         self.on_end = Some(hook);
@@ -168,37 +176,21 @@ impl CoordinatorBuilder {
         let store = self
             .store
             .ok_or(EngineError::Store(tandem_store::StoreError::Closed))?;
-        if !self.in_doubt.is_empty() {
-            let node = &self.config.node_name;
-            if !recovery::valid_node(node) {
-                return Err(EngineError::Config(format!(
-                    "node_name {node:?} cannot prefix XA ids: use 1-32 of A-Z a-z 0-9 - _ ."
-                )));
-            }
-            if let Some((name, r)) = self.in_doubt.iter().find(|(_, r)| r.node() != node) {
-                return Err(EngineError::Config(format!(
-                    "XA resource {name:?} names its xids for coordinator {:?}, not {node:?}",
-                    r.node()
-                )));
-            }
-        }
+        let identity = identity(&*store, self.config.node_name.as_deref(), &*self.rng).await?;
         let local_transport = self.transport.is_none();
         let transport = self
             .transport
             .unwrap_or_else(|| Arc::new(self.local.clone()));
-        let (shutdown_tx, shutdown) = watch::channel(SHUTDOWN_RUN);
-        let shared = Arc::new(Shared {
+        let session = self.rng.next_u32() as u16;
+        let shared = Arc::new(Shared::new(Parts {
             store,
             transport,
             clock: self.clock,
-            registry: Registry::new(self.config.active_max),
-            call_permits: Arc::new(Semaphore::new(self.config.calls_in_flight_max)),
+            rng: self.rng,
             config: self.config,
-            shutdown,
-            metrics: Arc::new(EngineMetrics::default()),
-            alerts: broadcast::channel(ALERTS_QUEUE_MAX).0,
+            identity,
             on_end: self.on_end,
-        });
+        }));
         let in_doubt = Arc::new(InDoubtSet {
             resources: self.in_doubt,
             config: self.in_doubt_config,
@@ -209,16 +201,62 @@ impl CoordinatorBuilder {
             shared,
             local: Arc::new(self.local),
             local_transport,
-            shutdown_tx: Arc::new(shutdown_tx),
             in_doubt,
-            in_doubt_task: Arc::new(std::sync::Mutex::new(None)),
+            tasks: Arc::new(std::sync::Mutex::new(Vec::new())),
+            session,
+            gids: Arc::new(AtomicU64::new(0)),
         };
         c.recover().await?;
+        let mut tasks = vec![tokio::spawn(watch_store(c.shared.clone()))];
         if !c.in_doubt.resources.is_empty() {
-            let task = tokio::spawn(recovery::periodic(c.shared.clone(), c.in_doubt.clone()));
-            *c.in_doubt_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+            tasks.push(tokio::spawn(recovery::periodic(
+                c.shared.clone(),
+                c.in_doubt.clone(),
+            )));
         }
+        *c.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(c)
+    }
+}
+
+/// The store's identity, recorded on its first start (see the module doc).
+async fn identity(store: &dyn Store, wanted: Option<&str>, rng: &dyn Rng) -> Result<Identity> {
+    if let Some(node) = wanted {
+        tandem_core::identity::validate_node(node)
+            .map_err(|e| EngineError::Config(format!("node_name: {e}")))?;
+    }
+    let held = match store.identity().await? {
+        Some(id) => id,
+        None => {
+            let node = wanted.unwrap_or(tandem_core::identity::NODE_DEFAULT);
+            let fresh = Identity::new(node, rng.next_u32())
+                .map_err(|e| EngineError::Config(format!("node_name: {e}")))?;
+            store.init_identity(fresh).await?
+        }
+    };
+    if let Some(node) = wanted {
+        if node != held.node {
+            return Err(EngineError::Store(StoreError::WrongNode {
+                stored: held.node,
+                requested: node.to_string(),
+            }));
+        }
+    }
+    Ok(held)
+}
+
+/// Notices a store that failed on its own (no driver's write saw it) and enters fail-stop.
+async fn watch_store(shared: Arc<Shared>) {
+    let mut phase = shared.watch_phase();
+    loop {
+        if shared.failure().is_some() || *phase.borrow() != Phase::Run {
+            return;
+        }
+        tokio::select! {
+            biased;
+            changed = phase.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(HEALTH_POLL) => {}
+        }
     }
 }
 
@@ -234,9 +272,12 @@ pub struct Coordinator {
     local: Arc<InProcess>,
     /// Branch targets are in-process participant names (no custom transport).
     local_transport: bool,
-    shutdown_tx: Arc<watch::Sender<u8>>,
     in_doubt: Arc<InDoubtSet>,
-    in_doubt_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Background tasks (store watch, in-doubt recovery), stopped at close.
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Random per process start, part of every generated gid.
+    session: u16,
+    gids: Arc<AtomicU64>,
 }
 
 /// How long [`Coordinator::begin`] waits before answering.
@@ -263,6 +304,45 @@ impl Coordinator {
         self.shared.clock.now()
     }
 
+    /// Who this coordinator is: the identity its store recorded when it was created.
+    pub fn identity(&self) -> &Identity {
+        &self.shared.identity
+    }
+
+    /// A fresh gid built from this coordinator's identity (`tandem_core::ids::generated_gid`).
+    pub fn new_gid(&self) -> String {
+        let n = self.gids.fetch_add(1, Ordering::Relaxed);
+        tandem_core::ids::generated_gid(&self.shared.identity, self.now(), self.session, n)
+    }
+
+    /// What one transaction may be (branch counts, payload bytes).
+    pub fn limits(&self) -> &tandem_core::Limits {
+        &self.shared.config.limits
+    }
+
+    /// Why the coordinator stopped acting (its log failed), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    /// Whether it accepts work: running, and its log healthy.
+    pub fn ready(&self) -> bool {
+        self.shared.accepting().is_ok()
+    }
+
+    /// Resolves, with the reason, once the coordinator entered fail-stop. A server exits then
+    /// (its supervisor restarts it, and the restart recovers from the log).
+    pub async fn failed(&self) -> String {
+        let mut phase = self.shared.watch_phase();
+        loop {
+            if let Some(why) = self.shared.failure() {
+                return why;
+            }
+            // Also poll: a store can fail on its own between writes.
+            let _ = tokio::time::timeout(HEALTH_POLL, phase.changed()).await;
+        }
+    }
+
     /// Whether `name` can be called: registered in-process, or any name with a custom transport.
     pub(crate) fn knows(&self, name: &str) -> bool {
         !self.local_transport || self.local.contains(name)
@@ -281,7 +361,7 @@ impl Coordinator {
             let gid: Arc<str> = Arc::from(tx.gid.as_str());
             let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
             if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
-                self.shared.metrics.recovery(0, 1);
+                self.shared.metrics.recovery(RecoveryAction::Resumed, 1);
                 let tx_span = span_of(&tx);
                 let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
                 tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
@@ -298,9 +378,7 @@ impl Coordinator {
     /// started again: its current outcome is answered (idempotent submit).
     pub async fn begin(&self, mut tx: Transaction, wait: Wait) -> Result<Outcome> {
         validate_gid(&tx.gid)?;
-        if *self.shared.shutdown.borrow() != SHUTDOWN_RUN {
-            return Err(EngineError::ShuttingDown);
-        }
+        self.shared.accepting()?;
         let gid: Arc<str> = Arc::from(tx.gid.as_str());
         let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
         match self.shared.registry.claim(&gid, &inbox_tx, false) {
@@ -331,6 +409,8 @@ impl Coordinator {
         let now = self.shared.clock.now();
         tx.created_at = now;
         tx.updated_at = now;
+        tx.origin = Some(self.shared.identity.clone());
+        tx.nonce = self.shared.rng.next_u32();
         self.shared.metrics.started(tx.kind);
         let (started_tx, mut started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
@@ -371,6 +451,7 @@ impl Coordinator {
 
     /// Waits until `gid` ends or is parked.
     pub async fn wait(&self, gid: &str) -> Result<Outcome> {
+        self.shared.check_failed()?;
         if let Some(inbox) = self.shared.registry.get(gid) {
             let (tx, rx) = oneshot::channel();
             if inbox.send(Control::Wait(tx)).await.is_ok() {
@@ -403,9 +484,7 @@ impl Coordinator {
     /// Resolves once the event's effects are durable.
     pub async fn send(&self, gid: &str, event: Event) -> Result<()> {
         loop {
-            if *self.shared.shutdown.borrow() != SHUTDOWN_RUN {
-                return Err(EngineError::ShuttingDown);
-            }
+            self.shared.accepting()?;
             if let Some(inbox) = self.shared.registry.get(gid) {
                 let (reply, rx) = oneshot::channel();
                 if inbox
@@ -466,10 +545,12 @@ impl Coordinator {
 
     /// The newest durable state of `gid`.
     pub async fn get(&self, gid: &str) -> Result<Option<Transaction>> {
+        self.shared.check_failed()?;
         Ok(self.shared.store.get(gid).await?)
     }
 
     pub async fn list(&self, q: &ListQuery) -> Result<Page> {
+        self.shared.check_failed()?;
         Ok(self.shared.store.list(q).await?)
     }
 
@@ -541,23 +622,22 @@ impl Coordinator {
     /// answers be logged) for up to `grace`, then stops every driver and flushes and closes
     /// the store. Whatever was unfinished resumes from the log on the next start.
     pub async fn close_within(&self, grace: std::time::Duration) -> Result<()> {
-        let _ = self.shutdown_tx.send(SHUTDOWN_DRAIN);
+        self.shared.set_phase(Phase::Drain);
         // In-doubt recovery stops at once: every resolution is idempotent and the next start
         // runs a pass again.
-        let task = self
-            .in_doubt_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
             task.abort();
             let _ = task.await;
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while self.shared.registry.len() > 0 && tokio::time::Instant::now() < deadline {
+        while self.shared.registry.len() > 0
+            && tokio::time::Instant::now() < deadline
+            && self.shared.phase() != Phase::Failed
+        {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let _ = self.shutdown_tx.send(SHUTDOWN_STOP);
+        self.shared.set_phase(Phase::Stop);
         for _ in 0..100 {
             if self.shared.registry.len() == 0 {
                 break;

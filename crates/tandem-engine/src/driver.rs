@@ -11,65 +11,34 @@
 //! (so no call goes out before the record that must precede it is on disk). Because one
 //! task owns the transaction, events are applied one at a time without locks.
 //!
-//! If the store fails, the driver stops without touching the transaction further: what is
-//! durable is the truth, and recovery resumes from it on the next start (fail-stop).
+//! If the store fails, the driver puts the whole coordinator in fail-stop ([`Phase::Failed`])
+//! and stops without touching the transaction further; every other driver leaves too, and
+//! no call that was not sent yet is sent. What is durable is the truth, and recovery resumes
+//! from it on the next start.
+//!
+//! A wide transaction (many branches) is logged as deltas after its first snapshot
+//! (`tandem_core::codec`): the driver keeps the [`Shadow`] of what it last logged.
+//!
+//! Time for the stuck check comes from tokio's clock, like every timer here, so a
+//! simulation that pauses or advances tokio's time drives it deterministically.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tandem_core::{ApplyError, CallOutcome, Command, Event, Op, Transaction, TxKind, TxStatus};
+use tandem_core::codec::Shadow;
+use tandem_core::{CallOutcome, Command, Event, Op, Transaction, TxKind, TxStatus, Xid};
 use tandem_store::Record;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use crate::coordinator::Shared;
 use crate::error::EngineError;
+use crate::outcome::Outcome;
+use crate::registry::Control;
+use crate::shared::{Phase, Shared};
 use crate::transport::{CallRequest, CallResult};
-
-/// What a finished (or parked) transaction tells whoever waits for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub gid: String,
-    pub status: TxStatus,
-    /// Set when the transaction stopped making progress and waits for an operator.
-    pub parked: Option<String>,
-    pub fail_reason: Option<String>,
-}
-
-impl Outcome {
-    pub(crate) fn of(tx: &Transaction) -> Outcome {
-        Outcome {
-            gid: tx.gid.clone(),
-            status: tx.status,
-            parked: tx.parked.clone(),
-            fail_reason: tx.fail_reason.clone(),
-        }
-    }
-    pub fn succeeded(&self) -> bool {
-        self.status == TxStatus::Succeeded
-    }
-}
-
-/// A request to an active transaction's driver.
-pub(crate) enum Control {
-    /// Apply `event`; reply once its commands ran (its sync persist is durable).
-    Event {
-        event: Event,
-        reply: oneshot::Sender<Result<(), ApplyError>>,
-    },
-    /// Reply when the transaction ends or is parked (at once if it already is parked).
-    Wait(oneshot::Sender<Outcome>),
-}
-
-/// Shutdown phases, as published on `Shared::shutdown`.
-pub(crate) const SHUTDOWN_RUN: u8 = 0;
-pub(crate) const SHUTDOWN_DRAIN: u8 = 1;
-pub(crate) const SHUTDOWN_STOP: u8 = 2;
-
-/// Capacity of a driver's inbox.
-pub(crate) const INBOX_MAX: usize = 64;
 
 /// `950 ms`, `42 s`, `3600 s`: short enough for a reason line.
 fn human(d: Duration) -> String {
@@ -98,6 +67,10 @@ pub(crate) struct Driver {
     parked_counted: bool,
     /// The status the transaction is in, and since when (for `stuck_after`).
     phase: (TxStatus, Instant),
+    /// What this driver last logged of a wide transaction (see the module doc).
+    shadow: Option<Shadow>,
+    /// The transaction's heuristic outcome has been counted and alerted.
+    heuristic_reported: bool,
 }
 
 impl Driver {
@@ -109,6 +82,12 @@ impl Driver {
     ) -> Self {
         let headers = Arc::new(tx.options.branch_headers.clone());
         let decided = tx.kind == TxKind::TwoPc && tx.status != TxStatus::Prepared;
+        // A transaction loaded from the store (version > 0) is durable as it is: deltas may
+        // start from it. A new one is logged whole first.
+        let shadow = (tx.version > 0
+            && tx.branches.len() >= tandem_core::codec::DELTA_BRANCHES_MIN)
+            .then(|| Shadow::of(&tx));
+        let heuristic_reported = tx.heuristic.is_some();
         Driver {
             tx,
             gid,
@@ -121,6 +100,8 @@ impl Driver {
             decided,
             parked_counted: false,
             phase: (TxStatus::Prepared, Instant::now()),
+            shadow,
+            heuristic_reported,
         }
     }
 
@@ -188,20 +169,21 @@ impl Driver {
     }
 
     async fn event_loop(&mut self) {
-        let mut shutdown = self.shared.shutdown.clone();
+        let mut shutdown = self.shared.watch_phase();
         // False once every coordinator handle is gone (nobody can signal shutdown any more).
         let mut watched = true;
         loop {
             // Draining (shutdown began): finish the calls in flight, start nothing new on our
-            // own timer; stopped (the grace period ran out): leave now, the log has the rest.
+            // own timer; stopped (the grace period ran out) or failed: leave now, the log has
+            // the rest.
             let phase = *shutdown.borrow();
             if self.tx.is_final()
-                || phase == SHUTDOWN_STOP
-                || (phase == SHUTDOWN_DRAIN && self.calls.is_empty())
+                || matches!(phase, Phase::Stop | Phase::Failed)
+                || (phase == Phase::Drain && self.calls.is_empty())
             {
                 return;
             }
-            let draining = phase == SHUTDOWN_DRAIN;
+            let draining = phase == Phase::Drain;
             // Stuck: checked on every turn; a timer for it only while nothing else would wake
             // the loop (a call in flight ends within its timeout and brings us back here).
             let stuck_at = self.stuck_at();
@@ -241,7 +223,9 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            // `biased`: polled in this order, not at random, so a seeded simulation replays.
             let result = tokio::select! {
+                biased;
                 Some((branch, res, at, latency_us)) = self.calls.next(), if !self.calls.is_empty() => {
                     self.answer(branch, res, at, latency_us).await
                 }
@@ -329,6 +313,12 @@ impl Driver {
         let cmds = self.tx.apply(event, now)?;
         let result = self.execute(cmds).await;
         self.track();
+        if let Err(e) = &result {
+            if !matches!(e, EngineError::Refused(_)) {
+                // The log could not take a write: nothing we believe is certain any more.
+                self.shared.fail(format!("writing {}: {e}", self.gid));
+            }
+        }
         result
     }
 
@@ -340,12 +330,20 @@ impl Driver {
                 Command::Wake { at } => self.wake = Some(at),
                 Command::Park { reason } => {
                     self.shared.metrics.parked(self.tx.kind);
-                    tracing::warn!(gid = %self.gid, %reason, "transaction parked; an operator must retry or stop it");
+                    let heuristic = self.tx.heuristic.is_some();
+                    if heuristic && !self.heuristic_reported {
+                        self.heuristic_reported = true;
+                        self.shared.metrics.heuristic();
+                        tracing::error!(gid = %self.gid, %reason, "HEURISTIC OUTCOME: a participant disagrees with the log; parked until an operator looks and stops it");
+                    } else {
+                        tracing::warn!(gid = %self.gid, %reason, "transaction parked; an operator must retry or stop it");
+                    }
                     let _ = self.shared.alerts.send(crate::alert::ParkedAlert {
                         gid: self.tx.gid.clone(),
                         kind: self.tx.kind,
                         status: self.tx.status,
                         reason,
+                        heuristic,
                         at: self.shared.clock.now(),
                     });
                     let outcome = Outcome::of(&self.tx);
@@ -377,7 +375,7 @@ impl Driver {
         if self.tx.is_final() {
             fail::fail_point!("before-end");
         }
-        let rec = Record::from_tx(&self.tx)?;
+        let rec = Record::logged(&self.tx, &mut self.shadow)?;
         self.shared.store.write(rec, sync).await?;
         if deciding {
             self.decided = true;
@@ -400,15 +398,27 @@ impl Driver {
             .request_timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(self.shared.config.request_timeout);
+        let xid = (self.tx.kind == TxKind::TwoPc).then(|| {
+            let xid = match &self.tx.origin {
+                Some(origin) => Xid::format(origin, &self.gid, &b.branch_id, self.tx.nonce),
+                None => tandem_core::identity::legacy_xid(
+                    &self.shared.identity.node,
+                    &self.gid,
+                    &b.branch_id,
+                ),
+            };
+            Arc::from(xid)
+        });
         let req = CallRequest {
             gid: self.gid.clone(),
             kind: self.tx.kind,
             branch_id: b.branch_id.clone(),
             op: b.op,
             target: b.target.clone(),
-            payload: b.payload.clone(),
+            payload: b.payload.to_vec(),
             headers: self.headers.clone(),
             timeout,
+            xid,
         };
         let shared = self.shared.clone();
         let span =
@@ -419,6 +429,11 @@ impl Driver {
                 // and the call then goes ahead so the answer is not lost.
                 let _permit = shared.call_permits.clone().acquire_owned().await;
                 let at = shared.clock.now();
+                if !shared.healthy() {
+                    // Fail-stop: nothing is sent once the log failed (the driver is leaving).
+                    let why = "not sent: the coordinator's log failed".to_string();
+                    return (branch, CallOutcome::Error(why).into(), at, 0);
+                }
                 let t0 = Instant::now();
                 let res = match tokio::time::timeout(timeout, shared.transport.call(req)).await {
                     Ok(r) => r,

@@ -1,6 +1,6 @@
 //! The engine's errors: one enum, each variant saying whose mistake it is.
 
-use tandem_core::{ApplyError, GidError};
+use tandem_core::{ApplyError, GidError, SpecError};
 use tandem_store::StoreError;
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -21,12 +21,30 @@ pub enum EngineError {
     /// Backpressure: too many transactions are active; try again later.
     #[error("busy: {active} transactions are active (limit {limit})")]
     Busy { active: usize, limit: usize },
+    /// The transaction asked for breaks a rule of its shape (the caller's mistake).
+    #[error(transparent)]
+    Spec(SpecError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
+    /// The log failed; the coordinator stopped acting (fail-stop) and must be restarted, which
+    /// recovers from the log.
+    #[error(
+        "the coordinator stopped after its log failed ({0}); restart it to recover from the log"
+    )]
+    Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<SpecError> for EngineError {
+    fn from(e: SpecError) -> EngineError {
+        match e {
+            SpecError::Gid(g) => EngineError::Gid(g),
+            other => EngineError::Spec(other),
+        }
+    }
 }
 
 impl EngineError {

@@ -8,7 +8,8 @@
 //! - [`Coordinator`]: open on a directory, recover, start transactions, look them up,
 //!   operator actions.
 //! - [`SagaStep`], [`Resource`]: what in-process participants implement.
-//! - [`Transport`], [`Clock`]: injected, so a simulation can replace both.
+//! - [`Transport`], [`Clock`], [`Rng`]: injected, so a simulation can replace them.
+//! - Fail-stop: after any store failure nothing acts any more ([`Coordinator::failed`]).
 //! - [`recovery`]: in-doubt recovery of prepared transactions left on XA resources;
 //!   `xa` (cargo feature `xa`): PostgreSQL and MySQL/MariaDB resources.
 //!
@@ -25,21 +26,23 @@ mod coordinator;
 mod driver;
 mod error;
 pub mod metrics;
+mod outcome;
 pub mod participant;
 pub mod recovery;
 mod registry;
+mod shared;
 pub mod transport;
 #[cfg(feature = "xa")]
 pub mod xa;
 
 pub use alert::ParkedAlert;
 pub use api::{SagaBuilder, TwoPhaseBuilder};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, OsRng, Rng, SeededRng, SystemClock};
 pub use config::EngineConfig;
 pub use coordinator::{Coordinator, CoordinatorBuilder, EndHook, EngineStats, Wait};
-pub use driver::Outcome;
 pub use error::{EngineError, Result};
 pub use metrics::{EngineMetrics, MetricsSnapshot};
+pub use outcome::Outcome;
 pub use participant::{BranchError, CallRequest, Resource, SagaStep, Vote};
 pub use recovery::{InDoubt, InDoubtConfig, InDoubtXact, RecoveryStats};
 pub use tandem_core;

@@ -37,10 +37,28 @@ pub const OPS: [Op; 12] = [
 ];
 
 /// How a branch call ended, as a metric label.
-pub const CALL_OUTCOMES: [&str; 4] = ["success", "failure", "ongoing", "error"];
+pub const CALL_OUTCOMES: [&str; 5] = ["success", "failure", "ongoing", "error", "not_prepared"];
 
-/// What recovery did, as a metric label.
-pub const RECOVERY_ACTIONS: [&str; 3] = ["resumed", "in_doubt_committed", "in_doubt_rolled_back"];
+/// What recovery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryAction {
+    /// An unfinished transaction resumed from the log on open.
+    Resumed = 0,
+    /// A prepared XA branch committed because the log holds the commit decision.
+    InDoubtCommitted = 1,
+    /// A prepared XA branch rolled back because the log shows the transaction aborted.
+    InDoubtRolledBack = 2,
+    /// A prepared XA branch rolled back because no log record explains it (presumed abort).
+    InDoubtOrphanRolledBack = 3,
+}
+
+/// [`RecoveryAction`]s as metric labels, in index order.
+pub const RECOVERY_ACTIONS: [&str; 4] = [
+    "resumed",
+    "in_doubt_committed",
+    "in_doubt_rolled_back",
+    "in_doubt_orphan_rolled_back",
+];
 
 fn kind_index(k: TxKind) -> usize {
     match k {
@@ -62,6 +80,7 @@ pub(crate) fn outcome_index(o: &CallOutcome) -> usize {
         CallOutcome::Failure(_) => 1,
         CallOutcome::Ongoing => 2,
         CallOutcome::Error(_) => 3,
+        CallOutcome::NotPrepared => 4,
     }
 }
 
@@ -75,7 +94,8 @@ pub struct EngineMetrics {
     parked_now: AtomicI64,
     retries: AtomicU64,
     calls_total: AtomicU64,
-    recovery: [AtomicU64; 3],
+    recovery: [AtomicU64; 4],
+    heuristic: AtomicU64,
     /// `[op * 4 + outcome]`.
     calls: Vec<Histogram>,
     alerts: [AtomicU64; 3],
@@ -91,6 +111,7 @@ impl Default for EngineMetrics {
             retries: AtomicU64::new(0),
             calls_total: AtomicU64::new(0),
             recovery: Default::default(),
+            heuristic: AtomicU64::new(0),
             calls: (0..OPS.len() * CALL_OUTCOMES.len())
                 .map(|_| Histogram::new(LATENCY_BOUNDS_NS))
                 .collect(),
@@ -122,16 +143,18 @@ impl EngineMetrics {
     pub(crate) fn call(&self, op: Op, outcome: &CallOutcome, latency_us: u64) {
         let o = outcome_index(outcome);
         self.calls_total.fetch_add(1, Relaxed);
-        if o >= 2 {
+        if o == 2 || o == 3 {
             self.retries.fetch_add(1, Relaxed);
         }
         self.calls[op_index(op) * CALL_OUTCOMES.len() + o].observe(latency_us * 1000);
     }
-    /// Counts a recovery action (`RECOVERY_ACTIONS[i]`).
-    pub fn recovery(&self, action: usize, n: u64) {
-        if let Some(c) = self.recovery.get(action) {
-            c.fetch_add(n, Relaxed);
-        }
+    pub(crate) fn recovery(&self, action: RecoveryAction, n: u64) {
+        self.recovery[action as usize].fetch_add(n, Relaxed);
+    }
+    /// A heuristic outcome was found: the log and a participant disagree (see
+    /// `tandem_core::twopc` and `tandem_core::in_doubt`).
+    pub(crate) fn heuristic(&self) {
+        self.heuristic.fetch_add(1, Relaxed);
     }
     /// Counts an alert's fate (`ALERT_RESULTS[i]`).
     pub fn alert(&self, result: usize) {
@@ -168,6 +191,7 @@ impl EngineMetrics {
             parked_now: self.parked_now.load(Relaxed).max(0) as u64,
             retries: self.retries.load(Relaxed),
             recovery: load(&self.recovery),
+            heuristic: self.heuristic.load(Relaxed),
             calls: self.calls.iter().map(Histogram::snapshot).collect(),
             alerts: load(&self.alerts),
         }
@@ -200,6 +224,9 @@ pub struct MetricsSnapshot {
     /// Calls that answered ongoing or could not tell (each leads to another attempt).
     pub retries: u64,
     pub recovery: Vec<u64>,
+    /// Heuristic outcomes found (transactions parked as such, and in-doubt branches whose
+    /// log disagrees), since open.
+    pub heuristic: u64,
     /// `[op * CALL_OUTCOMES.len() + outcome]`, latencies in nanoseconds.
     pub calls: Vec<HistogramSnapshot>,
     pub alerts: Vec<u64>,

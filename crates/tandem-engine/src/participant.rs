@@ -23,6 +23,11 @@ pub enum BranchError {
     /// Could not tell (a dependency was down, a timeout): retried with backoff.
     #[error("transient: {0}")]
     Transient(String),
+    /// Phase 2 of an XA resource: nothing is prepared under the branch's xid. Never guess
+    /// success here — the engine decides whether an earlier call of ours explains it (see
+    /// `tandem_core::twopc`).
+    #[error("no prepared transaction under this branch's xid")]
+    NotPrepared,
 }
 
 /// A 2PC participant's answer to prepare.
@@ -47,10 +52,13 @@ pub trait SagaStep: Send + Sync + 'static {
 pub trait Resource: Send + Sync + 'static {
     /// Make the work durable-but-undecided, or refuse with [`BranchError::Failure`].
     async fn prepare(&self, call: &CallRequest) -> Result<Vote, BranchError>;
-    /// Make prepared work permanent. Called again after crashes: must be idempotent, and
-    /// must succeed for a transaction that is no longer prepared because it committed.
+    /// Make prepared work permanent. Called again after crashes: must be idempotent. A
+    /// resource that can tell (an XA database) answers [`BranchError::NotPrepared`] when
+    /// nothing is prepared under the branch's name, and the engine decides whether its own
+    /// earlier commit explains that; one that cannot tell answers success.
     async fn commit(&self, call: &CallRequest) -> Result<(), BranchError>;
     /// Undo prepared work; also called when prepare may never have run (presumed abort).
+    /// Nothing prepared is success (or [`BranchError::NotPrepared`], which means the same).
     async fn rollback(&self, call: &CallRequest) -> Result<(), BranchError>;
     /// The only participant: commit in one step. Defaults to prepare then commit.
     async fn commit_one_phase(&self, call: &CallRequest) -> Result<(), BranchError> {

@@ -3,58 +3,31 @@
 //! Drivers resolve what the log knows is unfinished. What they cannot see is a branch that
 //! became prepared *after* the log stopped expecting it: a prepare that outlived its call
 //! timeout (the engine rolled back a branch that was not prepared yet, then the prepare
-//! landed), or a resource whose commit answer was lost in a way the log already closed. So
-//! at open and every [`InDoubtConfig::interval`] the coordinator lists, on every registered
-//! [`InDoubt`] resource, the prepared xids that carry its own prefix (`node_name:`), maps each
-//! to `(gid, branch)` and decides:
+//! landed), or a crash that lost the unforced record of a transaction whose participants can
+//! be listed. So at open and every [`InDoubtConfig::interval`] the coordinator lists, on every
+//! registered [`InDoubt`] resource, the prepared xids that carry its own identity's prefix
+//! (`node:incarnation:`), and asks `tandem_core::in_doubt::verdict` what to do with each — the
+//! table is there, with the rule that only proof decides: a rollback needs the log to show the
+//! abort or (healthy, and covering this incarnation) to have no record of that attempt at all.
 //!
-//! ```text
-//!  gid driven right now ............................ leave it (the driver decides)
-//!  2PC in the log, decision commit (submitted/succeeded) ... commit
-//!  2PC in the log, anything else ........................... roll back (presumed abort)
-//!  no record explains it, prepared longer than orphan_age .. roll back, reported
-//!  no record explains it, younger .......................... leave it for now
-//! ```
-//!
-//! Every action is logged at `warn` and counted in [`RecoveryStats`]. A failed listing or
-//! resolution is counted and retried on the next pass, never in a tight loop.
-//!
-//! Xids are `node:gid:branch_id` ([`branch_xid`]); `node` and `branch_id` hold no `:`, so
-//! the split back is unambiguous, and another coordinator's prefix never matches ours.
+//! Nothing is resolved while the coordinator is not healthy (its log failed: fail-stop); the
+//! check is repeated right before every resolution. Every action is logged at `warn`, counted
+//! in [`RecoveryStats`] and in `/metrics`; a heuristic verdict (the log and a database
+//! disagree) is logged at `error`, counted as a heuristic outcome and alerted, and the branch
+//! is left as it is for a human. A failed listing or resolution is counted and retried on the
+//! next pass, never in a tight loop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tandem_core::{Op, TxKind, TxStatus};
+use tandem_core::in_doubt::{self, Facts, LogState, RollbackWhy, Verdict};
+use tandem_core::Xid;
 
-use crate::coordinator::Shared;
+use crate::metrics::RecoveryAction;
 use crate::participant::BranchError;
-
-/// The xid the coordinator `node` gives branch `branch_id` of transaction `gid`.
-pub fn branch_xid(node: &str, gid: &str, branch_id: &str) -> String {
-    format!("{node}:{gid}:{branch_id}")
-}
-
-/// `(gid, branch_id)` of an xid made by [`branch_xid`] for `node`, else `None`.
-pub fn parse_branch_xid<'a>(node: &str, xid: &'a str) -> Option<(&'a str, &'a str)> {
-    let (owner, rest) = xid.split_once(':')?;
-    if owner != node {
-        return None;
-    }
-    let (gid, branch) = rest.rsplit_once(':')?;
-    (!gid.is_empty() && !branch.is_empty()).then_some((gid, branch))
-}
-
-/// Whether `node` can prefix xids: non-empty, at most 32 bytes of `A-Z a-z 0-9 - _ .`.
-pub(crate) fn valid_node(node: &str) -> bool {
-    !node.is_empty()
-        && node.len() <= 32
-        && node
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
+use crate::shared::{Phase, Shared};
 
 /// One prepared transaction a resource reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,9 +40,6 @@ pub struct InDoubtXact {
 /// A resource whose prepared transactions can be listed and resolved by xid.
 #[async_trait]
 pub trait InDoubt: Send + Sync + 'static {
-    /// The coordinator name this resource puts in front of its xids; must equal
-    /// `EngineConfig::node_name` (checked when the coordinator starts).
-    fn node(&self) -> &str;
     /// Prepared transactions whose xid starts with `prefix` (bounded by the resource).
     async fn list_prepared(&self, prefix: &str) -> Result<Vec<InDoubtXact>, BranchError>;
     /// Commits (`commit`) or rolls back the prepared transaction `xid`; idempotent.
@@ -108,6 +78,7 @@ pub(crate) struct Counters {
     left_active: AtomicU64,
     left_young: AtomicU64,
     errors: AtomicU64,
+    heuristic: AtomicU64,
 }
 
 /// What in-doubt recovery did since open (monotonic counters).
@@ -128,6 +99,8 @@ pub struct RecoveryStats {
     pub left_young: u64,
     /// Listings or resolutions that failed (retried on the next pass).
     pub errors: u64,
+    /// Branches whose log record contradicts them (left for a human, alerted).
+    pub heuristic: u64,
 }
 
 impl Counters {
@@ -142,6 +115,7 @@ impl Counters {
             left_active: l(&self.left_active),
             left_young: l(&self.left_young),
             errors: l(&self.errors),
+            heuristic: l(&self.heuristic),
         }
     }
 }
@@ -155,59 +129,27 @@ pub(crate) struct InDoubtSet {
     pub(crate) running: tokio::sync::Mutex<()>,
 }
 
-enum Decision {
-    Commit,
-    Rollback(&'static str),
-    Leave,
-}
-
-/// What the log says about branch `branch_id` of `gid`. The branch's target is not
-/// compared with the resource that listed it: MySQL lists every database's branches, and
-/// resolving by xid works from any of them.
-async fn decide(
+/// What the log says about `gid`, as the verdict needs it.
+async fn log_state(
     shared: &Shared,
-    set: &InDoubtSet,
     gid: &str,
-    branch_id: &str,
-    age: Duration,
-) -> Result<Decision, BranchError> {
-    if shared.registry.get(gid).is_some() {
-        set.stats.left_active.fetch_add(1, Ordering::Relaxed);
-        return Ok(Decision::Leave);
-    }
-    let tx = shared
+) -> Result<Option<tandem_core::Transaction>, BranchError> {
+    shared
         .store
         .get(gid)
         .await
-        .map_err(|e| BranchError::Transient(e.to_string()))?;
-    let explained = tx.as_ref().filter(|tx| {
-        tx.kind == TxKind::TwoPc
-            && tx
-                .branches
-                .iter()
-                .any(|b| b.branch_id == branch_id && b.op == Op::Prepare)
-    });
-    Ok(match explained {
-        Some(tx) if matches!(tx.status, TxStatus::Submitted | TxStatus::Succeeded) => {
-            Decision::Commit
-        }
-        Some(_) => Decision::Rollback("the log has no commit decision (presumed abort)"),
-        None if age >= set.config.orphan_age => {
-            Decision::Rollback("no log record explains it (orphan)")
-        }
-        None => {
-            set.stats.left_young.fetch_add(1, Ordering::Relaxed);
-            Decision::Leave
-        }
-    })
+        .map_err(|e| BranchError::Transient(e.to_string()))
 }
 
 /// One pass over every registered resource.
 pub(crate) async fn pass(shared: &Shared, set: &InDoubtSet) {
     let _one = set.running.lock().await;
+    if !shared.healthy() {
+        return;
+    }
     set.stats.passes.fetch_add(1, Ordering::Relaxed);
-    let node = shared.config.node_name.as_str();
-    let prefix = format!("{node}:");
+    let identity = &shared.identity;
+    let prefix = identity.xid_prefix();
     let timeout = set.config.call_timeout;
     for (name, r) in &set.resources {
         let listed = match tokio::time::timeout(timeout, r.list_prepared(&prefix)).await {
@@ -224,33 +166,91 @@ pub(crate) async fn pass(shared: &Shared, set: &InDoubtSet) {
             }
         };
         for p in listed {
-            let Some((gid, branch)) = parse_branch_xid(node, &p.xid) else {
+            let Some(xid) = Xid::parse(&p.xid) else {
                 continue;
             };
+            if !xid.is_of(identity) {
+                continue;
+            }
             set.stats.listed.fetch_add(1, Ordering::Relaxed);
-            let decision = match decide(shared, set, gid, branch, p.age).await {
-                Ok(d) => d,
-                Err(e) => {
-                    set.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(xid = %p.xid, error = %e, "in-doubt recovery: cannot read the log");
-                    continue;
+            let record = if shared.registry.get(xid.gid).is_some() {
+                None
+            } else {
+                match log_state(shared, xid.gid).await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        set.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(xid = %p.xid, error = %e, "in-doubt recovery: cannot read the log");
+                        continue;
+                    }
                 }
             };
-            let (commit, why) = match decision {
-                Decision::Leave => continue,
-                Decision::Commit => (true, "the log holds the commit decision"),
-                Decision::Rollback(why) => (false, why),
+            let log = match &record {
+                None => LogState::Driving,
+                Some(None) => LogState::Absent,
+                Some(Some(tx)) => LogState::Record(tx),
             };
+            let verdict = in_doubt::verdict(&Facts {
+                xid: &xid,
+                listed_by: name,
+                age_ms: p.age.as_millis() as u64,
+                orphan_age_ms: set.config.orphan_age.as_millis() as u64,
+                log,
+                log_healthy: shared.healthy(),
+                log_covers: true,
+            });
+            let (commit, action) = match verdict {
+                Verdict::Leave(why) => {
+                    let counter = match why {
+                        in_doubt::LeaveWhy::Driving => Some(&set.stats.left_active),
+                        in_doubt::LeaveWhy::Young => Some(&set.stats.left_young),
+                        _ => None,
+                    };
+                    if let Some(c) = counter {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                Verdict::Heuristic(why) => {
+                    set.stats.heuristic.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.heuristic();
+                    tracing::error!(resource = %name, xid = %p.xid, %why, "HEURISTIC OUTCOME: a prepared branch contradicts the log; left for an operator");
+                    let _ = shared.alerts.send(crate::alert::ParkedAlert {
+                        gid: xid.gid.to_string(),
+                        kind: tandem_core::TxKind::TwoPc,
+                        status: record
+                            .as_ref()
+                            .and_then(|r| r.as_ref())
+                            .map_or(tandem_core::TxStatus::Prepared, |t| t.status),
+                        reason: format!("heuristic outcome: {why} (xid {} on {name})", p.xid),
+                        heuristic: true,
+                        at: shared.clock.now(),
+                    });
+                    continue;
+                }
+                Verdict::Commit => (true, RecoveryAction::InDoubtCommitted),
+                Verdict::Rollback(RollbackWhy::LogAborted) => {
+                    (false, RecoveryAction::InDoubtRolledBack)
+                }
+                Verdict::Rollback(_) => (false, RecoveryAction::InDoubtOrphanRolledBack),
+            };
+            let why = match verdict {
+                Verdict::Rollback(w) => w.as_str(),
+                _ => "the log holds the commit decision",
+            };
+            // The log may have failed since the verdict was reached: then nothing is proof.
+            if !shared.healthy() {
+                return;
+            }
             match tokio::time::timeout(timeout, r.resolve(&p.xid, commit)).await {
                 Ok(Ok(())) => {
-                    let counter = match (commit, why.contains("orphan")) {
-                        (true, _) => &set.stats.committed,
-                        (false, true) => &set.stats.orphans_rolled_back,
-                        (false, false) => &set.stats.rolled_back,
+                    let counter = match action {
+                        RecoveryAction::InDoubtCommitted => &set.stats.committed,
+                        RecoveryAction::InDoubtRolledBack => &set.stats.rolled_back,
+                        _ => &set.stats.orphans_rolled_back,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    // RECOVERY_ACTIONS: 1 = in_doubt_committed, 2 = in_doubt_rolled_back.
-                    shared.metrics.recovery(if commit { 1 } else { 2 }, 1);
+                    shared.metrics.recovery(action, 1);
                     tracing::warn!(resource = %name, xid = %p.xid, age_s = p.age.as_secs(),
                         action = if commit { "commit" } else { "rollback" }, reason = why,
                         "in-doubt recovery resolved a prepared transaction");
@@ -270,34 +270,17 @@ pub(crate) async fn pass(shared: &Shared, set: &InDoubtSet) {
 
 /// Runs a pass now and then every `interval` until the coordinator shuts down.
 pub(crate) async fn periodic(shared: Arc<Shared>, set: Arc<InDoubtSet>) {
-    let mut shutdown = shared.shutdown.clone();
+    let mut phase = shared.watch_phase();
     pass(&shared, &set).await;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(set.config.interval) => pass(&shared, &set).await,
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() != crate::driver::SHUTDOWN_RUN {
+            biased;
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() != Phase::Run {
                     return;
                 }
             }
+            _ = tokio::time::sleep(set.config.interval) => pass(&shared, &set).await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xids_round_trip_and_stay_ours() {
-        let x = branch_xid("node1", "g:1-x", "02");
-        assert_eq!(x, "node1:g:1-x:02");
-        assert_eq!(parse_branch_xid("node1", &x), Some(("g:1-x", "02")));
-        assert_eq!(parse_branch_xid("node", &x), None);
-        assert_eq!(parse_branch_xid("node1", "node1:nobranch"), None);
-        assert_eq!(parse_branch_xid("node1", "other-xid"), None);
-        assert!(valid_node("tandem-1.a_b"));
-        assert!(!valid_node("a:b"));
-        assert!(!valid_node(""));
     }
 }

@@ -9,9 +9,24 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tandem_core::{ApplyError, Event};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::Control;
+use crate::outcome::Outcome;
+
+/// A request to an active transaction's driver, sent to the inbox the registry holds.
+pub(crate) enum Control {
+    /// Apply `event`; reply once its commands ran (its sync persist is durable).
+    Event {
+        event: Event,
+        reply: oneshot::Sender<Result<(), ApplyError>>,
+    },
+    /// Reply when the transaction ends or is parked (at once if it already is parked).
+    Wait(oneshot::Sender<Outcome>),
+}
+
+/// Capacity of a driver's inbox.
+pub(crate) const INBOX_MAX: usize = 64;
 
 const SHARDS: usize = 32;
 

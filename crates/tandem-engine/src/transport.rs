@@ -28,6 +28,10 @@ pub struct CallRequest {
     /// How long the engine waits for the answer (it then counts the call as unknown); a
     /// transport that can tell the participant (a gRPC deadline) passes it on.
     pub timeout: std::time::Duration,
+    /// 2PC: the XA transaction id of this branch (`tandem_core::Xid`), built from the
+    /// coordinator identity the transaction was created under, its gid, the branch id and the
+    /// transaction's nonce. `None` for other protocols.
+    pub xid: Option<Arc<str>>,
 }
 
 impl CallRequest {
@@ -90,6 +94,7 @@ fn outcome(r: Result<(), BranchError>) -> CallOutcome {
         Err(BranchError::Failure(m)) => CallOutcome::Failure(m),
         Err(BranchError::Ongoing) => CallOutcome::Ongoing,
         Err(BranchError::Transient(m)) => CallOutcome::Error(m),
+        Err(BranchError::NotPrepared) => CallOutcome::NotPrepared,
     }
 }
 

@@ -51,15 +51,15 @@ async fn coordinator(
     table: &str,
     in_doubt: InDoubtConfig,
 ) -> Coordinator {
-    let pg = pg_resource(node, &d.pg, table);
+    let pg = pg_resource(&d.pg, table);
     Coordinator::builder()
         .config(EngineConfig {
-            node_name: node.into(),
+            node_name: Some(node.into()),
             ..EngineConfig::default()
         })
         .resource("pg", Arc::new(Detached(pg.clone())))
         .in_doubt("pg", pg)
-        .xa_resource("my", my_resource(node, &d.my, table))
+        .xa_resource("my", my_resource(&d.my, table))
         .in_doubt_config(in_doubt)
         .open(dir)
         .await
@@ -160,7 +160,15 @@ async fn t41_in_doubt_recovery_resolves_from_the_log() {
         .await
         .unwrap();
     assert!(out.succeeded());
-    let lost = Xid::new(tandem_engine::recovery::branch_xid(&node, "t41-ok", "02")).unwrap();
+    let ok_tx = c.get("t41-ok").await.unwrap().unwrap();
+    let origin = ok_tx.origin.clone().unwrap();
+    let lost = Xid::new(tandem_engine::tandem_core::Xid::format(
+        &origin,
+        "t41-ok",
+        "02",
+        ok_tx.nonce,
+    ))
+    .unwrap();
     let sql = format!("UPDATE {table} SET v = v + 7 WHERE id = 1");
     let conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&d.my).unwrap())
         .await
@@ -172,10 +180,11 @@ async fn t41_in_doubt_recovery_resolves_from_the_log() {
     .unwrap();
 
     // 3. Ours, but no record explains it: left while young, rolled back once old.
-    let orphan = Xid::new(tandem_engine::recovery::branch_xid(
-        &node,
+    let orphan = Xid::new(tandem_engine::tandem_core::Xid::format(
+        c.identity(),
         "never-logged",
         "01",
+        1,
     ))
     .unwrap();
     let t = table.clone();
@@ -186,8 +195,26 @@ async fn t41_in_doubt_recovery_resolves_from_the_log() {
     .await
     .unwrap();
 
-    // 4. Someone else's prepared transaction (another prefix): never touched.
+    // 4. Someone else's prepared transactions, never touched: another node's, and one of a
+    //    coordinator with our very name but another store (another incarnation) — bug 2.
     let foreign = Xid::new(format!("{}:t41-ok:01", uniq("other"))).unwrap();
+    let twin = tandem_engine::tandem_core::Identity::new(
+        origin.node.clone(),
+        origin.incarnation.wrapping_add(1),
+    )
+    .unwrap();
+    let namesake = Xid::new(tandem_engine::tandem_core::Xid::format(
+        &twin,
+        "t41-ok",
+        "01",
+        ok_tx.nonce,
+    ))
+    .unwrap();
+    xa::pg::local(&pg, &namesake, |c| async move {
+        c.execute("SELECT 1", &[]).await
+    })
+    .await
+    .unwrap();
     xa::pg::local(&pg, &foreign, |c| async move {
         c.execute("SELECT 1", &[]).await
     })
@@ -204,7 +231,8 @@ async fn t41_in_doubt_recovery_resolves_from_the_log() {
     // rolled back).
     let m = c.metrics().snapshot();
     assert_eq!((m.recovery[1], m.recovery[2]), (1, 1), "{:?}", m.recovery);
-    assert_eq!(prepared_left(&pg, &mut my, &node).await, (1, 0));
+    // Left: the young orphan, and the namesake's branch.
+    assert_eq!(prepared_left(&pg, &mut my, &node).await, (2, 0));
     assert_eq!(values(&pg, &mut my, &table).await, (300, 307));
     c.close().await.unwrap();
     drop(c);
@@ -223,31 +251,54 @@ async fn t41_in_doubt_recovery_resolves_from_the_log() {
     .await;
     let s = c.resolve_in_doubt().await;
     assert!(s.orphans_rolled_back >= 1, "{s:?}");
-    assert_eq!(prepared_left(&pg, &mut my, &node).await, (0, 0));
+    assert_eq!(
+        prepared_left(&pg, &mut my, &node).await,
+        (1, 0),
+        "only the namesake's branch is left"
+    );
     assert_eq!(values(&pg, &mut my, &table).await, (300, 307));
     c.close().await.unwrap();
 
-    let foreign_left = xa::pg::list_prepared(&pg, foreign.as_str()).await.unwrap();
-    assert_eq!(
-        foreign_left.len(),
-        1,
-        "another coordinator's xid was touched"
-    );
-    xa::pg::finish(&pg, &foreign, xa::Op::Rollback)
-        .await
-        .unwrap();
+    for x in [&foreign, &namesake] {
+        let left = xa::pg::list_prepared(&pg, x.as_str()).await.unwrap();
+        assert_eq!(left.len(), 1, "another coordinator's xid {x} was touched");
+        let _ = xa::pg::finish(&pg, x, xa::Op::Rollback).await.unwrap();
+    }
     drop_tables(&pg, &mut my, &table).await;
 }
 
+/// Guards against bug 3: the node name is the store's, not today's configuration's. A store
+/// created as `first` refuses to open as `second` (naming both); with no name it stays
+/// `first`, and so do the xids built from it.
 #[tokio::test]
-async fn t42_node_name_mismatch_is_refused() {
+async fn t42_node_name_is_the_stores() {
     let dir = tempfile::tempdir().unwrap();
-    let r = pg_resource("other-node", "postgres://127.0.0.1:1/none", "t");
-    let e = Coordinator::builder()
-        .xa_resource("pg", r)
-        .open(dir.path())
-        .await
-        .err()
-        .expect("refused");
-    assert!(e.to_string().contains("other-node"), "{e}");
+    let open = |node: Option<&str>| {
+        let node = node.map(String::from);
+        let dir = dir.path().to_path_buf();
+        async move {
+            Coordinator::builder()
+                .config(EngineConfig {
+                    node_name: node,
+                    ..EngineConfig::default()
+                })
+                .open(dir)
+                .await
+        }
+    };
+    let c = open(Some("first")).await.expect("new store");
+    let id = c.identity().clone();
+    assert_eq!(id.node, "first");
+    c.close().await.unwrap();
+    drop(c);
+    let e = open(Some("second")).await.err().expect("refused");
+    let msg = e.to_string();
+    assert!(msg.contains("first") && msg.contains("second"), "{msg}");
+    let c = open(None).await.expect("no name: the stored one");
+    assert_eq!(c.identity(), &id);
+    c.close().await.unwrap();
+    drop(c);
+    let c = open(Some("first")).await.expect("the same name");
+    assert_eq!(c.identity(), &id, "the incarnation never changes");
+    c.close().await.unwrap();
 }

@@ -35,11 +35,11 @@ fn gid(i: usize) -> String {
 async fn open(dir: &Path, node: &str, d: &Dbs, table: &str) -> anyhow::Result<Coordinator> {
     Ok(Coordinator::builder()
         .config(EngineConfig {
-            node_name: node.into(),
+            node_name: Some(node.into()),
             ..EngineConfig::default()
         })
-        .xa_resource("pg", pg_resource(node, &d.pg, table))
-        .xa_resource("my", my_resource(node, &d.my, table))
+        .xa_resource("pg", pg_resource(&d.pg, table))
+        .xa_resource("my", my_resource(&d.my, table))
         .in_doubt_config(InDoubtConfig {
             interval: Duration::from_millis(200),
             // The participant list is written unforced (both resources can be listed), so a

@@ -5,7 +5,9 @@
 //! slow to keep up loses the oldest (counted as `dropped`); each attempt has a 10 s timeout;
 //! backoff doubles from 1 s up to 30 s. Outcomes are counted in `tandem_alerts_total`.
 //!
-//! Body: `{"event":"transaction_parked","gid","type","status","reason","parked_at_ms","node"}`.
+//! Body: `{"event":"transaction_parked","gid","type","status","reason","parked_at_ms","node",
+//! "heuristic"}`; `event` is `heuristic_outcome` (and `heuristic` true) when a participant
+//! disagrees with the log — the alert that must wake someone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +28,14 @@ const DROPPED: usize = 2;
 
 /// The JSON an alert is sent as.
 pub fn body(alert: &ParkedAlert, node: &str) -> serde_json::Value {
+    let event = if alert.heuristic {
+        "heuristic_outcome"
+    } else {
+        "transaction_parked"
+    };
     serde_json::json!({
-        "event": "transaction_parked",
+        "event": event,
+        "heuristic": alert.heuristic,
         "gid": alert.gid,
         "type": alert.kind.as_str(),
         "status": alert.status.as_str(),

@@ -25,8 +25,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Transactions held in memory at once; past it, submits get 503 (retry later).
     pub active_max: usize,
-    /// Prefix of every gid this server generates (`newGid`).
-    pub node_name: String,
+    /// The node name this server must have. A new data directory records it (with a random
+    /// incarnation) as the coordinator's identity; a directory created under another name is
+    /// refused. `None`: the stored name, or `tandem` for a new directory. Generated gids and
+    /// XA xids are built from the stored identity.
+    pub node_name: Option<String>,
     /// When set, every API (native, DTM-compatible, dashboard data) requires
     /// `Authorization: Bearer <token>`.
     pub auth_token: Option<Secret>,
@@ -132,7 +135,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             active_max: 100_000,
-            node_name: "tandem".into(),
+            node_name: None,
             auth_token: None,
             metrics_public: false,
             ping_public: false,
@@ -288,7 +291,7 @@ impl ServerConfig {
             self.active_max = v;
         }
         if let Some(v) = layer.node_name {
-            self.node_name = v;
+            self.node_name = Some(v).filter(|n| !n.is_empty());
         }
         if let Some(v) = layer.auth_token {
             self.auth_token = Some(v).filter(|t| !t.0.is_empty());
@@ -345,7 +348,7 @@ mod tests {
         let cfg = ServerConfig::default().apply(file).apply(env).apply(flags);
         assert_eq!(cfg.listen, SocketAddr::from(([127, 0, 0, 1], 1000)));
         assert_eq!(cfg.body_bytes_max, 20);
-        assert_eq!(cfg.node_name, "flag");
+        assert_eq!(cfg.node_name.as_deref(), Some("flag"));
         assert_eq!(cfg.allowed_hosts, Some(vec!["svc".to_string()]));
         assert_eq!(cfg.data_dir, PathBuf::from("./tandem-data"));
         assert_eq!(

@@ -7,6 +7,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use tandem_core::{ApplyError, SpecError};
 use tandem_engine::EngineError;
 
 #[derive(Debug)]
@@ -32,6 +33,21 @@ impl ApiError {
     }
 }
 
+/// A transaction that breaks a rule of its shape (`tandem_core::spec`): 413 for sizes, 422
+/// for an impossible saga order, 400 for the rest; the code is the core's.
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> ApiError {
+        let status = match &e {
+            SpecError::PayloadTooLarge { .. }
+            | SpecError::TxTooLarge { .. }
+            | SpecError::CustomDataTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SpecError::Orders(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let msg = e.to_string();
@@ -39,12 +55,19 @@ impl From<EngineError> for ApiError {
             EngineError::Gid(_) => ApiError::bad_request("invalid_gid", msg),
             EngineError::GidExists(_) => ApiError::new(StatusCode::CONFLICT, "gid_exists", msg),
             EngineError::NotFound(_) => ApiError::not_found(msg),
+            EngineError::Spec(e) | EngineError::Refused(ApplyError::Spec(e)) => e.into(),
             EngineError::Refused(r) => match r {
-                tandem_core::ApplyError::WrongStatus { .. } => {
+                ApplyError::WrongStatus { .. } => {
                     ApiError::new(StatusCode::CONFLICT, "wrong_status", msg)
+                }
+                ApplyError::BranchConflict { .. } => {
+                    ApiError::new(StatusCode::CONFLICT, "branch_conflict", msg)
                 }
                 _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_transaction", msg),
             },
+            EngineError::Failed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
+            }
             EngineError::UnknownParticipant(_) => ApiError::bad_request("unknown_participant", msg),
             EngineError::Busy { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg),
             EngineError::ShuttingDown => {

@@ -3,11 +3,10 @@
 //!
 //! - POST with the payload as the JSON body; GET when there is no payload (xa phase 2 is
 //!   always POST, as DTM does).
-//! - Query string: `gid`, `trans_type`, `branch_id`, `op` (DTM's op names; a msg's
-//!   query-prepared check is branch `00`, op `msg`).
-//! - Answer: 2xx = success; 409, or a body containing `FAILURE` = business failure;
-//!   425, or a body containing `ONGOING` = not yet; anything else, a timeout or a refused
-//!   connection = unknown, retried with backoff by the engine.
+//! - Query string: `gid`, `trans_type`, `branch_id`, `op`, and the answer's classes (2xx
+//!   success; 409 or `FAILURE` business failure; 425 or `ONGOING` not yet; anything else, a
+//!   timeout or a refused connection unknown, retried with backoff by the engine): DTM's
+//!   vocabulary, kept in [`crate::dtm::wire`].
 //! - `branch_headers` are passed through; every call carries a W3C `traceparent`.
 //! - `https://` URLs are called over TLS (rustls, the system's trusted roots).
 //! - An empty URL is a no-op that succeeds (DTM's convention, used to measure coordinator
@@ -24,8 +23,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tandem_core::{CallOutcome, Op, TxKind};
+use tandem_core::{CallOutcome, Op};
 use tandem_engine::{CallRequest, CallResult, Transport};
+
+use crate::dtm::wire::{call_url, classify, trans_type};
 
 /// Most bytes of a participant's answer that are read.
 pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
@@ -127,66 +128,6 @@ fn tls_config() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-/// DTM's `trans_type` for a call.
-pub fn trans_type(kind: TxKind, op: Op) -> &'static str {
-    match (kind, op) {
-        (TxKind::Saga, _) => "saga",
-        (TxKind::Msg, _) => "msg",
-        (TxKind::Tcc, Op::Commit | Op::Rollback) => "xa",
-        (TxKind::Tcc, _) => "tcc",
-        (TxKind::TwoPc, _) => "xa",
-        (TxKind::Workflow, _) => "workflow",
-    }
-}
-
-/// DTM's name for an op on the wire (a workflow's callback is named after the workflow:
-/// see [`wire_ids`]).
-pub fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Msg => "action",
-        other => other.as_str(),
-    }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (for query values).
-pub fn encode_query(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The branch id and op a call names on the wire (DTM asks a message sender's check as
-/// branch "00", op "msg", and dtmcli's barrier expects exactly that; a workflow's callback
-/// as branch "00" with the workflow's name as op).
-pub fn wire_ids(req: &CallRequest) -> (&str, &str) {
-    match req.op {
-        Op::QueryPrepared => ("00", "msg"),
-        // The callback branch keeps the workflow's name as its id (tandem_core::workflow).
-        Op::Workflow => ("00", req.branch_id.as_str()),
-        op => (req.branch_id.as_str(), op_name(op)),
-    }
-}
-
-/// The URL a branch call goes to: the target plus DTM's query parameters.
-pub fn call_url(req: &CallRequest) -> String {
-    let sep = if req.target.contains('?') { '&' } else { '?' };
-    let (branch_id, op) = wire_ids(req);
-    format!(
-        "{}{sep}gid={}&trans_type={}&branch_id={}&op={}",
-        req.target,
-        encode_query(&req.gid),
-        trans_type(req.kind, req.op),
-        encode_query(branch_id),
-        op
-    )
-}
-
 /// A call's span id when spans are not exported: stable per gid, branch and op.
 pub(crate) fn call_span_id(gid: &str, branch_id: &str, op: Op) -> u64 {
     crate::trace::fnv(3, &format!("{gid}/{branch_id}/{}", op.as_str())) | 1
@@ -200,36 +141,6 @@ pub fn traceparent(gid: &str, branch_id: &str, op: Op) -> String {
         span_id: call_span_id(gid, branch_id, op),
     }
     .header()
-}
-
-/// Classifies an HTTP answer the way DTM does.
-pub fn classify(status: u16, body: &[u8]) -> CallOutcome {
-    let text = String::from_utf8_lossy(body);
-    // DTM checks "not yet" before "failed" (dtmcli.HTTPResp2DtmError): a 425, or a body
-    // saying ONGOING, wins even over a 409.
-    if status == 425 || text.contains("ONGOING") {
-        return CallOutcome::Ongoing;
-    }
-    if status == 409 || text.contains("FAILURE") {
-        return CallOutcome::Failure(format!("HTTP {status}: {}", snippet(&text)));
-    }
-    if (200..300).contains(&status) {
-        return CallOutcome::Success;
-    }
-    CallOutcome::Error(format!("HTTP {status}: {}", snippet(&text)))
-}
-
-fn snippet(text: &str) -> String {
-    let t = text.trim();
-    if t.len() <= 200 {
-        t.to_string()
-    } else {
-        let mut end = 200;
-        while !t.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &t[..end])
-    }
 }
 
 #[async_trait]
@@ -292,6 +203,7 @@ pub(crate) fn call_span(
         CallOutcome::Failure(e) => ("failure", Some(e.clone())),
         CallOutcome::Ongoing => ("ongoing", None),
         CallOutcome::Error(e) => ("error", Some(e.clone())),
+        CallOutcome::NotPrepared => ("not_prepared", None),
     };
     let mut attrs = vec![
         ("tandem.gid", json!(&*req.gid)),
@@ -357,28 +269,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classification_follows_dtm() {
-        assert_eq!(
-            classify(200, b"{\"dtm_result\":\"SUCCESS\"}"),
-            CallOutcome::Success
-        );
-        assert!(matches!(
-            classify(200, b"{\"dtm_result\":\"FAILURE\"}"),
-            CallOutcome::Failure(_)
-        ));
-        assert!(matches!(classify(409, b""), CallOutcome::Failure(_)));
-        assert_eq!(classify(425, b""), CallOutcome::Ongoing);
-        assert_eq!(classify(200, b"ONGOING"), CallOutcome::Ongoing);
-        assert_eq!(
-            classify(425, b"FAILURE"),
-            CallOutcome::Ongoing,
-            "DTM's order"
-        );
-        assert!(matches!(classify(500, b"oops"), CallOutcome::Error(_)));
-        assert!(matches!(classify(404, b""), CallOutcome::Error(_)));
-    }
-
-    #[test]
     fn traceparent_is_w3c_shaped() {
         let t = traceparent("g1", "01", Op::Action);
         let parts: Vec<&str> = t.split('-').collect();
@@ -398,6 +288,8 @@ mod tests {
 #[cfg(test)]
 mod tls_tests {
     use std::sync::Arc;
+
+    use tandem_core::TxKind;
 
     use super::*;
 
@@ -424,6 +316,7 @@ mod tls_tests {
             target: format!("https://{addr}/x"),
             payload: Vec::new(),
             headers: Arc::new(Vec::new()),
+            xid: None,
             timeout: std::time::Duration::from_secs(5),
         };
         let res = t.call(req).await;

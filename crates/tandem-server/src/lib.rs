@@ -19,6 +19,7 @@ pub mod dashboard;
 pub mod dtm;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod http_transport;
 pub mod metrics;
 pub mod otlp;
@@ -68,6 +69,10 @@ pub async fn open_coordinator(
             request_timeout: cfg.request_timeout,
             node_name: cfg.node_name.clone(),
             stuck_after: cfg.stuck_after,
+            limits: tandem_core::Limits {
+                branches_max: cfg.branches_max,
+                ..tandem_core::Limits::default()
+            },
             ..EngineConfig::default()
         })
         .redb_config(RedbConfig::default())
@@ -103,7 +108,7 @@ fn tx_span(tx: &tandem_core::Transaction) -> otlp::Span {
     }
 }
 
-/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, `/metrics`, the dashboard at `/`; the
+/// Every route: `/v1`, `/api/dtmsvr`, `/api/ping`, `/metrics`, `/health/*`, the dashboard at `/`; the
 /// body limit, trace-context capture and (when configured) the bearer-token check.
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.body_bytes_max;
@@ -111,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1::routes())
         .merge(dtm::routes())
         .merge(dashboard::routes())
+        .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(trace::capture))
@@ -161,7 +167,7 @@ pub async fn serve_with(
             &coord,
             url.clone(),
             cfg.alert_attempts_max,
-            cfg.node_name.clone(),
+            coord.identity().node.clone(),
         );
     }
     let grace = cfg.shutdown_grace;
@@ -196,8 +202,17 @@ pub async fn serve_with(
         let _ = stopped_tx.send(());
     });
     let server = tokio::spawn(async move { server.await });
-    // Once shutdown starts, requests in flight get `grace` to finish.
-    let _ = stopped_rx.await;
+    // Once shutdown starts, requests in flight get `grace` to finish. If the log fails first,
+    // the coordinator has stopped acting (fail-stop): stop serving at once and report it, so
+    // the process exits and its supervisor restarts it from the log.
+    tokio::select! {
+        _ = stopped_rx => {}
+        why = coord.failed() => {
+            tracing::error!(reason = %why, "the log failed: not ready, exiting so a restart recovers from the log");
+            server.abort();
+            return Err(anyhow_like::Error::Failed(why));
+        }
+    }
     tracing::info!("shutting down: draining requests and branch calls");
     match tokio::time::timeout(grace, server).await {
         Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
@@ -225,5 +240,8 @@ pub mod anyhow_like {
         Io(#[from] std::io::Error),
         #[error(transparent)]
         Engine(#[from] tandem_engine::EngineError),
+        /// The log failed while serving (fail-stop); restart to recover from it.
+        #[error("the log failed ({0}); restart to recover from the log")]
+        Failed(String),
     }
 }

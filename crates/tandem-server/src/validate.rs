@@ -1,5 +1,6 @@
-//! Checks shared by every API on what a client submits: branch URLs (http, https or a gRPC
-//! target, optionally on an allow-listed host) and branch counts.
+//! The check every API makes on what a client submits that belongs to the server, not the
+//! core: branch URLs (http, https or a gRPC target, optionally on an allow-listed host).
+//! Counts, sizes, ids and options are `tandem_core::spec`'s.
 
 use crate::error::ApiError;
 use crate::ServerConfig;
@@ -41,16 +42,6 @@ pub fn branch_url(cfg: &ServerConfig, url: &str) -> Result<(), ApiError> {
                 format!("branch URL host {authority:?} is not on the allow-list"),
             ));
         }
-    }
-    Ok(())
-}
-
-pub fn branch_count(cfg: &ServerConfig, n: usize) -> Result<(), ApiError> {
-    if n > cfg.branches_max {
-        return Err(ApiError::bad_request(
-            "too_many_branches",
-            format!("{n} branches; the limit is {}", cfg.branches_max),
-        ));
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ async fn saga_success_failure_and_dag() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(
         v,
-        json!({"gid": "saga-ok", "type": "saga", "status": "succeed", "parked": null, "fail_reason": null})
+        json!({"gid": "saga-ok", "type": "saga", "status": "succeed", "parked": null, "fail_reason": null, "heuristic": null})
     );
     assert_eq!(b.calls_of("action"), vec!["ok-a1 01", "ok-a2 02"]);
     assert!(b.calls_of("compensate").is_empty());

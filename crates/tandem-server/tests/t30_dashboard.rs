@@ -90,7 +90,7 @@ async fn revalidate(base: &str, path: &str, tag: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_stats_count_outcomes_and_parking() {
-    let s = Server::start(|c| c.node_name = "dash-node".into()).await;
+    let s = Server::start(|c| c.node_name = Some("dash-node".into())).await;
     let b = Branches::start().await;
 
     let (code, st) = s.http.get("/v1/stats").await;

@@ -198,7 +198,7 @@ async fn a_parked_transaction_is_alerted_and_the_webhook_is_retried() {
     let hook = Receiver::start(1).await; // refuses the first attempt
     let s = Server::start(|c| {
         c.alert_webhook_url = Some(hook.url.clone());
-        c.node_name = "node-a".into();
+        c.node_name = Some("node-a".into());
     })
     .await;
     let (st, v) = s

@@ -10,14 +10,18 @@
 //! Guards against: a topic change lost to a concurrent one (compare-and-set) or to a
 //! restart; older snapshots overwriting newer ones after a replay; a sync write that
 //! resolves before it is readable; paging that repeats or skips items; writes lost when many
-//! tasks write at once.
+//! tasks write at once; a delta logged before its base (or replayed on the wrong one); an
+//! identity that changes once set.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tandem_core::{Branch, Op, Options, Timestamp, Transaction, TxKind, TxStatus};
+use tandem_core::{
+    Attempt, AttemptOutcome, Branch, BranchStatus, Identity, Op, Options, Timestamp, Transaction,
+    TxKind, TxStatus,
+};
 
 use crate::{ListQuery, Record, Store, StoreError};
 
@@ -44,6 +48,8 @@ pub async fn test_all<B: Backend>(base: &Path) {
     closed::<B>(&sub(base, "closed")).await;
     stats::<B>(&sub(base, "stats")).await;
     topics::<B>(&sub(base, "topics")).await;
+    identity::<B>(&sub(base, "identity")).await;
+    deltas::<B>(&sub(base, "deltas")).await;
     if B::DURABLE {
         topics_survive_reopen::<B>(&sub(base, "topics_reopen")).await;
         reopen_after_close::<B>(&sub(base, "reopen_close")).await;
@@ -729,4 +735,121 @@ async fn topics_survive_reopen<B: Backend>(dir: &Path) {
         Some(2),
         "kept after a plain drop"
     );
+}
+
+async fn identity<B: Backend>(dir: &Path) {
+    let s = B::open(dir);
+    assert_eq!(
+        ok(s.identity().await, "identity"),
+        None,
+        "a new store has none"
+    );
+    let a = ok(Identity::new("node-a", 0x1234_5678), "identity");
+    let b = ok(Identity::new("node-b", 9), "identity");
+    assert_eq!(
+        ok(s.init_identity(a.clone()).await, "init"),
+        a,
+        "first init sets it"
+    );
+    assert_eq!(
+        ok(s.init_identity(b).await, "init again"),
+        a,
+        "never replaced"
+    );
+    assert_eq!(ok(s.identity().await, "identity"), Some(a.clone()));
+    ok(s.close().await, "close");
+    drop(s);
+    if B::DURABLE {
+        let s = B::open(dir);
+        assert_eq!(
+            ok(s.identity().await, "identity"),
+            Some(a),
+            "durable across reopen"
+        );
+        ok(s.close().await, "close");
+    }
+}
+
+/// A transaction with `n` TCC-shaped branches (payload shared by each pair).
+fn wide_tx(gid: &str, n: usize) -> Transaction {
+    let mut tx = Transaction::new(gid, TxKind::Tcc, Options::default(), Timestamp(50));
+    for k in 0..n {
+        let p: Arc<[u8]> = vec![k as u8; 300].into();
+        for op in [Op::Confirm, Op::Cancel] {
+            tx.branches
+                .push(Branch::new(format!("b{k}"), op, "http://x/y", p.clone()));
+        }
+    }
+    tx
+}
+
+/// Many versions of a wide transaction, written as a snapshot then deltas (unsynced and
+/// synced mixed, more unsynced ones than a queue holds), read back whole — and, for durable
+/// stores, after a reopen that replays the deltas.
+async fn deltas<B: Backend>(dir: &Path) {
+    let s = B::open(dir);
+    let mut tx = wide_tx("delta-1", 20);
+    let mut shadow = None;
+    let mut logged_delta = 0;
+    for v in 1..=300u64 {
+        tx.version = v;
+        let i = (v as usize * 7) % tx.branches.len();
+        tx.branches[i].attempts += 1;
+        tx.branches[i].status = BranchStatus::Running;
+        tx.branches[i].record_attempt(Attempt {
+            at: Timestamp(v),
+            latency_us: v,
+            outcome: AttemptOutcome::Error,
+            code: Some(503),
+            error: Some(format!("attempt {v}")),
+        });
+        if v.is_multiple_of(50) {
+            tx.branches.push(Branch::new(
+                format!("late{v}"),
+                Op::Confirm,
+                "u",
+                vec![1u8; 10],
+            ));
+        }
+        let rec = ok(Record::logged(&tx, &mut shadow), "encode");
+        logged_delta += usize::from(rec.delta.is_some());
+        ok(s.write(rec, v.is_multiple_of(97)).await, "write");
+    }
+    assert!(
+        logged_delta >= 299,
+        "a wide transaction is logged as deltas"
+    );
+    ok(s.flush().await, "flush");
+    assert_eq!(
+        ok(s.get("delta-1").await, "get"),
+        Some(tx.clone()),
+        "read whole"
+    );
+    ok(s.close().await, "close");
+    drop(s);
+    if B::DURABLE {
+        let s = B::open(dir);
+        assert_eq!(
+            ok(s.get("delta-1").await, "get"),
+            Some(tx.clone()),
+            "replayed"
+        );
+        // Writing on after the reopen chains deltas from the replayed state.
+        let mut shadow = Some(tandem_core::codec::Shadow::of(&tx));
+        tx.version += 1;
+        tx.status = TxStatus::Submitted;
+        ok(
+            s.write(ok(Record::logged(&tx, &mut shadow), "encode"), true)
+                .await,
+            "write",
+        );
+        drop(s);
+        let s = B::open(dir);
+        assert_eq!(
+            ok(s.get("delta-1").await, "get"),
+            Some(tx),
+            "after drop and reopen"
+        );
+        ok(s.close().await, "close");
+    }
 }

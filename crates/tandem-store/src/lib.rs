@@ -14,6 +14,13 @@
 //!   ignored, so replays after a crash are harmless.
 //! - **Bounded.** The write queue has a fixed capacity; a full queue makes `write` wait
 //!   (backpressure), and a closed store answers [`StoreError::Closed`].
+//! - **In order per gid.** Writes of one gid become durable in the order they were made, so
+//!   a [`Record::delta`] (the change since the previous version, which a log may store instead
+//!   of the whole snapshot) always finds its base when the log is replayed.
+//! - **One identity.** A store remembers the coordinator [`Identity`] it was created for
+//!   ([`Store::identity`]); it never changes.
+//! - **Fail-stop.** After a write or sync fails, [`Store::failure`] says why and every later
+//!   write is refused; what is durable is the truth, read back by the next open.
 //!
 //! Backends: [`memory::MemoryStore`] (tests, `--durability off` comparisons) and
 //! [`redb_store::RedbStore`] (the embedded default: a group-committed write-ahead log in
@@ -21,7 +28,7 @@
 
 use async_trait::async_trait;
 use tandem_core::codec::{self, CodecError};
-use tandem_core::{Timestamp, Transaction, TxKind, TxStatus};
+use tandem_core::{Identity, Timestamp, Transaction, TxKind, TxStatus};
 
 pub mod conformance;
 pub mod hist;
@@ -58,6 +65,12 @@ pub enum StoreError {
     /// leaves the page cache in an unknown state); reopen it to recover from the log.
     #[error("the store stopped after a failure: {0}")]
     Failed(String),
+    /// The store was created for another coordinator than the one opening it.
+    #[error("this store belongs to node {stored:?}, not {requested:?}: start with --node-name {stored} (or no node name), or use another data directory")]
+    WrongNode { stored: String, requested: String },
+    /// A record the store cannot hold (too large, a gid it cannot key).
+    #[error("record refused: {0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -77,8 +90,12 @@ pub struct Record {
     pub status: TxStatus,
     pub parked: bool,
     pub created_at: Timestamp,
-    /// `tandem_core::codec::encode(tx)`.
+    /// `tandem_core::codec::encode(tx)`: the whole snapshot, which reads return.
     pub body: Vec<u8>,
+    /// `tandem_core::codec::encode_delta`: the change from version `version - 1`, which a log
+    /// may store instead of `body` (it is much smaller for a transaction with many branches).
+    /// Stores without a log ignore it.
+    pub delta: Option<Vec<u8>>,
 }
 
 impl Record {
@@ -91,7 +108,26 @@ impl Record {
             parked: tx.parked.is_some(),
             created_at: tx.created_at,
             body: codec::encode(tx)?,
+            delta: None,
         })
+    }
+
+    /// The record of `tx`, with a delta against what `shadow` last logged when the
+    /// transaction is large enough for one to pay; `shadow` moves on to `tx`.
+    pub fn logged(tx: &Transaction, shadow: &mut Option<codec::Shadow>) -> Result<Record> {
+        let mut rec = Record::from_tx(tx)?;
+        if tx.branches.len() < codec::DELTA_BRANCHES_MIN {
+            *shadow = None;
+            return Ok(rec);
+        }
+        match shadow {
+            Some(s) => {
+                rec.delta = codec::encode_delta(tx, s)?;
+                codec::advance(s, tx);
+            }
+            None => *shadow = Some(codec::Shadow::of(tx)),
+        }
+        Ok(rec)
     }
 
     pub fn is_final(&self) -> bool {
@@ -178,6 +214,15 @@ pub trait Store: Send + Sync + 'static {
     fn stats(&self) -> StoreStats;
     /// Distributions of the log's work, for `/metrics` (a store without a log has none).
     fn log_histograms(&self) -> Option<LogHistograms> {
+        None
+    }
+    /// The identity this store was created for, written by [`Store::init_identity`].
+    async fn identity(&self) -> Result<Option<Identity>>;
+    /// Records `id` as this store's identity if it has none (durably), and returns the
+    /// identity the store holds afterwards — `id`, or the one recorded before.
+    async fn init_identity(&self, id: Identity) -> Result<Identity>;
+    /// Why the store stopped accepting writes, once it has (fail-stop); `None` while healthy.
+    fn failure(&self) -> Option<String> {
         None
     }
 }

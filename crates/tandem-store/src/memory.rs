@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tandem_core::Transaction;
+use tandem_core::{Identity, Transaction};
 
 use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
 
@@ -24,6 +24,7 @@ pub struct MemoryStore {
     closed: AtomicBool,
     records: AtomicU64,
     bytes: AtomicU64,
+    identity: Mutex<Option<Identity>>,
 }
 
 impl MemoryStore {
@@ -138,6 +139,21 @@ impl Store for MemoryStore {
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         Ok(())
+    }
+
+    async fn identity(&self) -> Result<Option<Identity>> {
+        drop(self.map()?);
+        Ok(self
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+
+    async fn init_identity(&self, id: Identity) -> Result<Identity> {
+        drop(self.map()?);
+        let mut held = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(held.get_or_insert(id).clone())
     }
 
     fn stats(&self) -> StoreStats {

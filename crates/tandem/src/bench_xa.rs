@@ -285,7 +285,6 @@ async fn bound(a: &XaArgs) -> anyhow::Result<Phase> {
 
 fn resource(url: &str, clients: usize) -> Arc<PgResource> {
     Arc::new(PgResource::new(
-        NODE,
         url,
         clients,
         pg_work(|c, call| {
@@ -309,7 +308,7 @@ async fn coordinated(a: &XaArgs) -> anyhow::Result<Phase> {
         .context("making the bench data directory")?;
     let c = Coordinator::builder()
         .config(EngineConfig {
-            node_name: NODE.into(),
+            node_name: Some(NODE.into()),
             ..EngineConfig::default()
         })
         .redb_config(RedbConfig::default())

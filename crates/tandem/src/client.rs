@@ -40,7 +40,7 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-pub use tandem_server::http_transport::encode_query as encode;
+pub use tandem_server::dtm::wire::encode_query as encode;
 
 impl ServerClient {
     /// `server` is the base URL, e.g. `http://127.0.0.1:36789`.

@@ -63,11 +63,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "settings loaded"
     );
     let listen = cfg.listen;
-    tandem_server::serve(cfg, shutdown_signal())
-        .await
-        .with_context(|| format!("serving on {listen}"))?;
+    match tandem_server::serve(cfg, shutdown_signal()).await {
+        // Fail-stop: the log failed; exit at once (no graceful flush of a failed log) with a
+        // code of its own, so the supervisor restarts the server and the restart recovers.
+        Err(tandem_server::anyhow_like::Error::Failed(why)) => {
+            eprintln!("tandem: the log failed ({why}); exiting so a restart recovers from it");
+            std::process::exit(EXIT_LOG_FAILED);
+        }
+        r => r.with_context(|| format!("serving on {listen}"))?,
+    }
     Ok(())
 }
+
+/// The exit code after the log failed (fail-stop).
+pub const EXIT_LOG_FAILED: i32 = 3;
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -95,6 +95,7 @@ pub fn register(id: &str) -> Event {
             (Op::Cancel, format!("{id}/cancel")),
         ],
         payload: b"{}".to_vec(),
+        limits: tandem_core::Limits::default(),
     }
 }
 

@@ -3,16 +3,18 @@
 //! work per transaction.
 //!
 //! ```text
-//!  prepare  ─► BEGIN / XA START; work(call); PREPARE TRANSACTION / XA END+PREPARE  'node:gid:branch'
-//!  commit   ─► COMMIT PREPARED / XA COMMIT        (not prepared any more: success)
-//!  rollback ─► ROLLBACK PREPARED / XA ROLLBACK    (never prepared: success)
+//!  prepare  ─► BEGIN / XA START; work(call); PREPARE TRANSACTION / XA END+PREPARE  call.xid
+//!  commit   ─► COMMIT PREPARED / XA COMMIT        (not prepared: NotPrepared, the engine judges)
+//!  rollback ─► ROLLBACK PREPARED / XA ROLLBACK    (not prepared: NotPrepared = rolled back)
 //!  one phase (the only participant) ─► BEGIN; work(call); COMMIT — no xid at all
 //! ```
 //!
 //! Both implement [`crate::InDoubt`], so registering one with
-//! [`crate::CoordinatorBuilder::xa_resource`] also puts it under in-doubt recovery. Their
-//! xids are [`crate::recovery::branch_xid`]`(node, gid, branch_id)`, with `node` equal to
-//! `EngineConfig::node_name` (checked at start).
+//! [`crate::CoordinatorBuilder::xa_resource`] also puts it under in-doubt recovery. They use
+//! the xid the engine gives each call ([`crate::CallRequest::xid`]: built from the store's
+//! durable identity, the gid, the branch and the transaction's nonce — never from today's
+//! configuration), and report "nothing prepared under this xid" as
+//! [`BranchError::NotPrepared`] for the engine to judge.
 //!
 //! Why here, behind the `xa` feature: the SQL half lives in `tandem-participant` (which
 //! participant services link, and which knows nothing of the engine); the engine adapts it
@@ -30,20 +32,30 @@ pub use mysql::{mysql_work, MysqlResource, MysqlWork};
 pub use pg::{pg_work, PgResource, PgWork};
 pub use pool::PgPool;
 
-use tandem_participant::xa::{LocalError, XaError, Xid};
+use tandem_participant::xa::{Finished, LocalError, XaError, Xid};
 
 use crate::participant::BranchError;
 use crate::transport::CallRequest;
 
-/// The xid of `call`'s branch for coordinator `node`.
-fn xid(node: &str, call: &CallRequest) -> Result<Xid, BranchError> {
+/// The xid the engine gave `call`'s branch.
+fn xid(call: &CallRequest) -> Result<Xid, BranchError> {
+    let Some(xid) = call.xid.as_deref() else {
+        return Err(BranchError::Failure(format!(
+            "{} of {} is not a 2PC branch: it has no xid",
+            call.op.as_str(),
+            call.gid
+        )));
+    };
     // A bad xid (too long for the database) will never work: refuse the vote.
-    Xid::new(crate::recovery::branch_xid(
-        node,
-        &call.gid,
-        &call.branch_id,
-    ))
-    .map_err(|e| BranchError::Failure(e.to_string()))
+    Xid::new(xid).map_err(|e| BranchError::Failure(e.to_string()))
+}
+
+/// Phase 2's finding as the engine hears it.
+fn found(f: Finished) -> Result<(), BranchError> {
+    match f {
+        Finished::Done => Ok(()),
+        Finished::NotPrepared => Err(BranchError::NotPrepared),
+    }
 }
 
 fn transient(e: XaError) -> BranchError {

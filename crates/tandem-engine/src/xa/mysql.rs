@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use tandem_participant::xa::{mysql, FirstSeen, Op, XaError, Xid};
 
-use super::{local_error, transient, xid};
+use super::{found, local_error, transient, xid};
 use crate::participant::{BranchError, Resource, Vote};
 use crate::recovery::{InDoubt, InDoubtXact};
 use crate::transport::CallRequest;
@@ -37,7 +37,6 @@ where
 
 /// A MySQL/MariaDB database as an XA resource (`XA START … XA PREPARE`).
 pub struct MysqlResource {
-    node: String,
     pool: Pool,
     work: MysqlWork,
     /// `XA RECOVER` gives no ages: when each xid was first listed.
@@ -45,10 +44,8 @@ pub struct MysqlResource {
 }
 
 impl MysqlResource {
-    /// `node` must be the coordinator's `EngineConfig::node_name`; at most
-    /// `connections_max` connections to `url` are open at once.
+    /// At most `connections_max` connections to `url` are open at once.
     pub fn new(
-        node: impl Into<String>,
         url: &str,
         connections_max: usize,
         work: MysqlWork,
@@ -60,7 +57,6 @@ impl MysqlResource {
         let opts = OptsBuilder::from_opts(opts)
             .pool_opts(PoolOpts::default().with_constraints(constraints));
         Ok(MysqlResource {
-            node: node.into(),
             pool: Pool::new(opts),
             work,
             seen: Mutex::new(FirstSeen::default()),
@@ -76,14 +72,14 @@ impl MysqlResource {
 
     async fn finish(&self, xid: &Xid, op: Op) -> Result<(), BranchError> {
         let mut conn = self.conn().await?;
-        mysql::finish(&mut conn, xid, op).await.map_err(transient)
+        found(mysql::finish(&mut conn, xid, op).await.map_err(transient)?)
     }
 }
 
 #[async_trait]
 impl Resource for MysqlResource {
     async fn prepare(&self, call: &CallRequest) -> Result<Vote, BranchError> {
-        let xid = xid(&self.node, call)?;
+        let xid = xid(call)?;
         let conn = self.conn().await?;
         let work = self.work.clone();
         let owned = call.clone();
@@ -97,11 +93,11 @@ impl Resource for MysqlResource {
     }
 
     async fn commit(&self, call: &CallRequest) -> Result<(), BranchError> {
-        self.finish(&xid(&self.node, call)?, Op::Commit).await
+        self.finish(&xid(call)?, Op::Commit).await
     }
 
     async fn rollback(&self, call: &CallRequest) -> Result<(), BranchError> {
-        self.finish(&xid(&self.node, call)?, Op::Rollback).await
+        self.finish(&xid(call)?, Op::Rollback).await
     }
 
     async fn commit_one_phase(&self, call: &CallRequest) -> Result<(), BranchError> {
@@ -116,10 +112,6 @@ impl Resource for MysqlResource {
 
 #[async_trait]
 impl InDoubt for MysqlResource {
-    fn node(&self) -> &str {
-        &self.node
-    }
-
     async fn list_prepared(&self, prefix: &str) -> Result<Vec<InDoubtXact>, BranchError> {
         let mut conn = self.conn().await?;
         let xids = mysql::list_prepared(&mut conn, prefix)
@@ -142,6 +134,9 @@ impl InDoubt for MysqlResource {
     async fn resolve(&self, xid: &str, commit: bool) -> Result<(), BranchError> {
         let xid = Xid::new(xid).map_err(|e| BranchError::Failure(e.to_string()))?;
         let op = if commit { Op::Commit } else { Op::Rollback };
-        self.finish(&xid, op).await
+        match self.finish(&xid, op).await {
+            Err(BranchError::NotPrepared) => Ok(()), // resolved meanwhile: nothing to do
+            other => other,
+        }
     }
 }

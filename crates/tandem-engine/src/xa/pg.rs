@@ -8,7 +8,7 @@ use tandem_participant::xa::{pg, LocalError, Op, Xid};
 use tokio_postgres::Client;
 
 use super::pool::PgPool;
-use super::{local_error, transient, xid};
+use super::{found, local_error, transient, xid};
 use crate::participant::{BranchError, Resource, Vote};
 use crate::recovery::{InDoubt, InDoubtXact};
 use crate::transport::CallRequest;
@@ -36,22 +36,14 @@ where
 
 /// A PostgreSQL database as an XA resource (`PREPARE TRANSACTION`).
 pub struct PgResource {
-    node: String,
     pool: PgPool,
     work: PgWork,
 }
 
 impl PgResource {
-    /// `node` must be the coordinator's `EngineConfig::node_name`; at most
-    /// `connections_max` connections to `url` are open at once.
-    pub fn new(
-        node: impl Into<String>,
-        url: impl Into<String>,
-        connections_max: usize,
-        work: PgWork,
-    ) -> PgResource {
+    /// At most `connections_max` connections to `url` are open at once.
+    pub fn new(url: impl Into<String>, connections_max: usize, work: PgWork) -> PgResource {
         PgResource {
-            node: node.into(),
             pool: PgPool::new(url, connections_max),
             work,
         }
@@ -59,11 +51,11 @@ impl PgResource {
 
     async fn finish(&self, xid: &Xid, op: Op) -> Result<(), BranchError> {
         let conn = self.pool.get().await.map_err(unreachable_db)?;
-        pg::finish(conn.client(), xid, op)
+        let f = pg::finish(conn.client(), xid, op)
             .await
             .map_err(transient)?;
         conn.keep();
-        Ok(())
+        found(f)
     }
 }
 
@@ -74,7 +66,7 @@ fn unreachable_db(e: tokio_postgres::Error) -> BranchError {
 #[async_trait]
 impl Resource for PgResource {
     async fn prepare(&self, call: &CallRequest) -> Result<Vote, BranchError> {
-        let xid = xid(&self.node, call)?;
+        let xid = xid(call)?;
         let conn = self.pool.get().await.map_err(unreachable_db)?;
         match pg::local(conn.client(), &xid, |c| (self.work)(c, call)).await {
             Ok(()) => {
@@ -91,11 +83,11 @@ impl Resource for PgResource {
     }
 
     async fn commit(&self, call: &CallRequest) -> Result<(), BranchError> {
-        self.finish(&xid(&self.node, call)?, Op::Commit).await
+        self.finish(&xid(call)?, Op::Commit).await
     }
 
     async fn rollback(&self, call: &CallRequest) -> Result<(), BranchError> {
-        self.finish(&xid(&self.node, call)?, Op::Rollback).await
+        self.finish(&xid(call)?, Op::Rollback).await
     }
 
     async fn commit_one_phase(&self, call: &CallRequest) -> Result<(), BranchError> {
@@ -116,10 +108,6 @@ impl Resource for PgResource {
 
 #[async_trait]
 impl InDoubt for PgResource {
-    fn node(&self) -> &str {
-        &self.node
-    }
-
     async fn list_prepared(&self, prefix: &str) -> Result<Vec<InDoubtXact>, BranchError> {
         let conn = self.pool.get().await.map_err(unreachable_db)?;
         let listed = pg::list_prepared(conn.client(), prefix)
@@ -138,6 +126,9 @@ impl InDoubt for PgResource {
     async fn resolve(&self, xid: &str, commit: bool) -> Result<(), BranchError> {
         let xid = Xid::new(xid).map_err(|e| BranchError::Failure(e.to_string()))?;
         let op = if commit { Op::Commit } else { Op::Rollback };
-        self.finish(&xid, op).await
+        match self.finish(&xid, op).await {
+            Err(BranchError::NotPrepared) => Ok(()), // resolved meanwhile: nothing to do
+            other => other,
+        }
     }
 }

@@ -53,10 +53,9 @@ pub fn sql_of(table: &str, payload: &[u8]) -> Result<(u64, String), BranchError>
     ))
 }
 
-pub fn pg_resource(node: &str, url: &str, table: &str) -> Arc<PgResource> {
+pub fn pg_resource(url: &str, table: &str) -> Arc<PgResource> {
     let table = table.to_string();
     Arc::new(PgResource::new(
-        node,
         url,
         4,
         pg_work(move |c, call| {
@@ -73,11 +72,10 @@ pub fn pg_resource(node: &str, url: &str, table: &str) -> Arc<PgResource> {
     ))
 }
 
-pub fn my_resource(node: &str, url: &str, table: &str) -> Arc<MysqlResource> {
+pub fn my_resource(url: &str, table: &str) -> Arc<MysqlResource> {
     let table = table.to_string();
     Arc::new(
         MysqlResource::new(
-            node,
             url,
             4,
             mysql_work(move |c, call| {

@@ -16,11 +16,12 @@
 //! - An xid reaches SQL only through [`Xid`], whose characters are a closed safe set
 //!   (`A-Z a-z 0-9 - _ . : @`), so quoting it in `'…'` can never break out of the literal:
 //!   a bad xid is a clear [`XidError`], never an injection.
-//! - Phase 2 is idempotent: committing or rolling back an xid that is no longer prepared
-//!   (PostgreSQL SQLSTATE 42704, MySQL `ER_XAER_NOTA` 1397) is success. That answer means
-//!   "nothing prepared under this name": under the 2PC protocol a commit is only sent after
-//!   every branch prepared, so for a commit it means an earlier commit already happened; for a
-//!   rollback it means the work is not (or no longer) there, which is what rollback wants.
+//! - Phase 2 is idempotent, and says what it found: committing or rolling back an xid that is
+//!   no longer prepared (PostgreSQL SQLSTATE 42704, MySQL `ER_XAER_NOTA` 1397) is not an error
+//!   but [`Finished::NotPrepared`]. For a rollback that is what rollback wants. For a commit it
+//!   means an earlier commit did it — or that something else rolled the branch back; only the
+//!   coordinator, which knows whether it sent a commit before, can tell which (a heuristic
+//!   outcome otherwise), so the answer is passed up, never folded into success here.
 //!
 //! Server XA mode, in a participant's HTTP handler (DTM conventions: query parameters `gid`,
 //! `branch_id`, `op`; the xid is `gid-branch_id` as DTM makes it):
@@ -30,7 +31,10 @@
 //! use tandem_participant::xa::{self, Phase2};
 //! match Phase2::from_query(query)? {
 //!     // op=commit|rollback: the coordinator's second phase.
-//!     Phase2::Finish { xid, op } => xa::pg::finish(client, &xid, op).await?,
+//!     // "Not prepared" is success in DTM's XA mode (the coordinator retries phase 2).
+//!     Phase2::Finish { xid, op } => {
+//!         let _found = xa::pg::finish(client, &xid, op).await?;
+//!     }
 //!     // no op: do the local work and leave it prepared; then register the branch.
 //!     Phase2::Local { xid, .. } => {
 //!         xa::pg::local(client, &xid, |c| async move {
@@ -133,8 +137,9 @@ impl std::fmt::Display for Xid {
     }
 }
 
+/// The gid alphabet (`tandem_core::ids`), which needs no quoting in an SQL string literal.
 fn safe_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')
+    tandem_core::ids::is_gid_char(c)
 }
 
 /// The coordinator's second-phase instruction.
@@ -142,6 +147,16 @@ fn safe_char(c: char) -> bool {
 pub enum Op {
     Commit,
     Rollback,
+}
+
+/// What phase 2 found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "NotPrepared on a commit may be a heuristic outcome"]
+pub enum Finished {
+    /// The prepared transaction was committed or rolled back now.
+    Done,
+    /// Nothing was prepared under this xid (already finished, or never prepared).
+    NotPrepared,
 }
 
 /// What a server-XA-mode call asks of a participant, parsed from its query string.

@@ -29,7 +29,7 @@ use std::pin::Pin;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::{LocalError, Op, XaError, Xid, LIST_MAX, MYSQL_XID_LEN_MAX};
+use super::{Finished, LocalError, Op, XaError, Xid, LIST_MAX, MYSQL_XID_LEN_MAX};
 
 /// `ER_XAER_NOTA`: "Unknown XID" — nothing is prepared (or active) under that name.
 pub const ER_XAER_NOTA: u16 = 1397;
@@ -158,22 +158,22 @@ where
 /// lists the second kind. So after `ER_XAER_NOTA` this checks `XA RECOVER`: still listed is
 /// [`XaError::StillAttached`] (call again shortly), absent is success. A rollback answered
 /// `XA_RBROLLBACK` (1402) did roll the branch back.
-pub async fn finish(conn: &mut Conn, xid: &Xid, op: Op) -> Result<(), XaError> {
+pub async fn finish(conn: &mut Conn, xid: &Xid, op: Op) -> Result<Finished, XaError> {
     xid.check_len(MYSQL_XID_LEN_MAX, "MySQL")?;
     let verb = match op {
         Op::Commit => "XA COMMIT",
         Op::Rollback => "XA ROLLBACK",
     };
     match conn.query_drop(format!("{verb} {}", xid.quoted())).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Finished::Done),
         Err(mysql_async::Error::Server(s)) if op == Op::Rollback && s.code == ER_XA_RBROLLBACK => {
-            Ok(())
+            Ok(Finished::Done)
         }
         Err(e) if is_nota(&e) => {
             if list_prepared(conn, xid.as_str()).await?.contains(xid) {
                 Err(XaError::StillAttached(xid.as_str().to_string()))
             } else {
-                Ok(())
+                Ok(Finished::NotPrepared)
             }
         }
         Err(e) => Err(e.into()),
@@ -277,10 +277,23 @@ mod tests {
         // Phase 2 from a different connection, as after a coordinator restart. Guards the
         // close after XA PREPARE: a branch still attached to its session answers NOTA here,
         // which `finish` takes for "done", and the count below would stay 0.
-        finish(&mut other, &x1, Op::Commit).await.unwrap();
-        finish(&mut other, &x1, Op::Commit).await.unwrap();
-        finish(&mut other, &x2, Op::Rollback).await.unwrap();
-        finish(&mut other, &x2, Op::Rollback).await.unwrap();
+        // The first phase 2 finds the branch prepared; a repeat says it is gone.
+        assert_eq!(
+            finish(&mut other, &x1, Op::Commit).await.unwrap(),
+            Finished::Done
+        );
+        assert_eq!(
+            finish(&mut other, &x1, Op::Commit).await.unwrap(),
+            Finished::NotPrepared
+        );
+        assert_eq!(
+            finish(&mut other, &x2, Op::Rollback).await.unwrap(),
+            Finished::Done
+        );
+        assert_eq!(
+            finish(&mut other, &x2, Op::Rollback).await.unwrap(),
+            Finished::NotPrepared
+        );
         assert_eq!(count(&mut other, &t).await, 1);
         assert!(list_prepared(&mut c, &prefix).await.unwrap().is_empty());
         c.query_drop(format!("DROP TABLE {t}")).await.unwrap();
@@ -318,7 +331,8 @@ mod tests {
         let mut done = false;
         for _ in 0..100 {
             match finish(&mut c, &x, Op::Commit).await {
-                Ok(()) => {
+                Ok(found) => {
+                    assert_eq!(found, Finished::Done);
                     done = true;
                     break;
                 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::{LocalError, Op, Prepared, XaError, Xid, LIST_MAX, PG_XID_LEN_MAX};
+use super::{Finished, LocalError, Op, Prepared, XaError, Xid, LIST_MAX, PG_XID_LEN_MAX};
 
 /// Runs `work` in a new transaction and prepares it under `xid`. If `work` fails, the
 /// transaction is rolled back and its error returned as [`LocalError::Work`].
@@ -79,7 +79,7 @@ where
 
 /// Commits or rolls back the prepared transaction `xid`. Idempotent: an xid that is not
 /// prepared (SQLSTATE 42704, already finished) is success.
-pub async fn finish(client: &Client, xid: &Xid, op: Op) -> Result<(), XaError> {
+pub async fn finish(client: &Client, xid: &Xid, op: Op) -> Result<Finished, XaError> {
     let verb = match op {
         Op::Commit => "COMMIT PREPARED",
         Op::Rollback => "ROLLBACK PREPARED",
@@ -88,8 +88,8 @@ pub async fn finish(client: &Client, xid: &Xid, op: Op) -> Result<(), XaError> {
         .batch_execute(&format!("{verb} {}", xid.quoted()))
         .await
     {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(()),
+        Ok(()) => Ok(Finished::Done),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(Finished::NotPrepared),
         Err(e) => Err(e.into()),
     }
 }
@@ -188,10 +188,17 @@ mod tests {
         let listed = list_prepared(&c, &prefix).await.unwrap();
         let names: Vec<_> = listed.iter().map(|p| p.xid.as_str()).collect();
         assert_eq!(names, vec![x1.as_str(), x2.as_str()]);
-        finish(&c, &x1, Op::Commit).await.unwrap();
-        finish(&c, &x1, Op::Commit).await.unwrap();
-        finish(&c, &x2, Op::Rollback).await.unwrap();
-        finish(&c, &x2, Op::Rollback).await.unwrap();
+        // The first phase 2 finds the branch prepared; a repeat says it is gone.
+        assert_eq!(finish(&c, &x1, Op::Commit).await.unwrap(), Finished::Done);
+        assert_eq!(
+            finish(&c, &x1, Op::Commit).await.unwrap(),
+            Finished::NotPrepared
+        );
+        assert_eq!(finish(&c, &x2, Op::Rollback).await.unwrap(), Finished::Done);
+        assert_eq!(
+            finish(&c, &x2, Op::Rollback).await.unwrap(),
+            Finished::NotPrepared
+        );
         assert_eq!(count(&c, &t).await, 1);
         assert!(list_prepared(&c, &prefix).await.unwrap().is_empty());
         c.batch_execute(&format!("DROP TABLE {t}")).await.unwrap();
@@ -215,7 +222,9 @@ mod tests {
             format!("{query}&op=commit"),
         ] {
             match crate::xa::Phase2::from_query(&q).unwrap() {
-                crate::xa::Phase2::Finish { xid, op } => finish(&c, &xid, op).await.unwrap(),
+                crate::xa::Phase2::Finish { xid, op } => {
+                    let _found = finish(&c, &xid, op).await.unwrap();
+                }
                 crate::xa::Phase2::Local { xid, .. } => {
                     assert_eq!(xid.as_str(), format!("{gid}-01"));
                     let sql = format!("INSERT INTO {t} VALUES (1, 1)");

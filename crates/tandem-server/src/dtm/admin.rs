@@ -5,7 +5,6 @@
 //! last page). Bad filters are a 400, never a 500.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -26,34 +25,10 @@ pub async fn version() -> Json<Value> {
     Json(json!({ "version": concat!("tandem-", env!("CARGO_PKG_VERSION")) }))
 }
 
-/// `GET newGid`.
+/// A fresh gid from the coordinator's durable identity (`tandem_core::ids::generated_gid`).
 pub async fn new_gid(State(s): State<AppState>) -> DtmResult {
-    reply::ok(json!({ "gid": gid(&s), "dtm_result": reply::SUCCESS }))
-}
-
-/// A gid unique for this server: node name, milliseconds, a per-process sequence and a
-/// per-process random salt (so two processes started in the same millisecond differ).
-pub fn gid(s: &AppState) -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    static SALT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let salt = *SALT.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.finish() as u32
-    });
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let mut node: String = s
-        .cfg
-        .node_name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(32)
-        .collect();
-    if node.is_empty() {
-        node.push_str("tandem");
-    }
-    format!("{node}-{:x}-{salt:08x}-{n:x}", s.coord.now().as_millis())
+    let gid = s.coord.new_gid();
+    reply::ok(json!({ "gid": gid, "dtm_result": reply::SUCCESS }))
 }
 
 fn bad(m: String) -> ApiError {

@@ -10,7 +10,8 @@
 //! - [`handlers`]: the transaction endpoints; [`admin`]: `query`, `all`, `newGid`, `version`;
 //! - [`topics`]: subscribe, unsubscribe, topics as DTM's KV rows, `resetCronTime`;
 //! - [`service`]: the operations themselves, shared with the gRPC API;
-//! - [`reply`]: DTM's answer shapes; [`view`]: DTM's shape of a stored transaction.
+//! - [`reply`]: DTM's answer shapes; [`view`]: DTM's shape of a stored transaction;
+//! - [`wire`]: the names and answer classes a participant sees on a branch call.
 //!
 //! Deliberate differences from DTM are listed in `docs/dtm-compat.md`.
 
@@ -21,6 +22,7 @@ pub mod request;
 pub mod service;
 pub mod topics;
 pub mod view;
+pub mod wire;
 
 use axum::routing::{any, delete, get, post};
 use axum::Router;

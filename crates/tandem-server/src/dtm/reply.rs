@@ -42,6 +42,12 @@ impl From<ApiError> for DtmError {
     }
 }
 
+impl From<tandem_core::SpecError> for DtmError {
+    fn from(e: tandem_core::SpecError) -> DtmError {
+        DtmError(ApiError::from(e))
+    }
+}
+
 impl From<EngineError> for DtmError {
     fn from(e: EngineError) -> DtmError {
         match &e {

@@ -10,12 +10,20 @@
 //!   steps that must finish before step `k`, exactly the core's DAG);
 //! - msg: `steps[i].action` → `Op::Msg` branches; `query_prepared` → the check target, asked
 //!   once the message has been `prepared` for `timeout_to_fail` (DTM's default 35 s);
-//! - tcc / xa: a `TxKind::Tcc` with no branches; branches arrive by `registerBranch`.
+//! - msg to a topic: a step whose action is `topic://NAME` fans out to the topic's
+//!   subscribers (resolved by [`crate::topics::resolve`] before building);
+//! - tcc / xa: a `TxKind::Tcc` with no branches; branches arrive by `registerBranch`;
+//! - workflow: `custom_data` `{"name", "data" (base64)}` and the callback in
+//!   `query_prepared` (see [`crate::workflow`]); steps arrive by `registerBranch`.
+//!
+//! The gRPC API maps its messages onto the same [`TransReq`] and [`RegisterFields`]
+//! (`crate::grpc::wire`), so both protocols share every check.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use tandem_core::{Branch, BranchStatus, Op, Options, Timestamp, Transaction, TxKind};
+use tandem_core::spec::{self, DeliverySpec, Shape, StepSpec, TxSpec};
+use tandem_core::{BranchStatus, Limits, Op, Options, Timestamp, Transaction, TxKind};
 
 use crate::error::ApiError;
 use crate::{validate, ServerConfig};
@@ -23,8 +31,6 @@ use crate::{validate, ServerConfig};
 /// DTM's `conf.TimeoutToFail`: a tcc, xa or msg transaction left `prepared` this long is
 /// aborted (tcc, xa) or checked through query-prepared (msg).
 pub const DTM_TIMEOUT_TO_FAIL_S: u64 = 35;
-/// Longest option value in seconds accepted (a day); larger values are surely mistakes.
-pub const SECONDS_MAX: u64 = 86_400;
 
 /// DTM's transaction types this API accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,16 +133,20 @@ impl TransReq {
         self.wait_result.unwrap_or(false)
     }
 
-    /// The transaction this request describes, checked (URLs, counts, orders, protocol).
+    /// The transaction this request describes: URLs and protocol checked here, everything
+    /// else by `tandem_core::spec`. `submitted`: a message submitted without prepare (it is
+    /// delivered at once and never checked).
     pub fn to_transaction(
         &self,
         cfg: &ServerConfig,
+        limits: &Limits,
         now: Timestamp,
+        submitted: bool,
     ) -> Result<Transaction, ApiError> {
-        self.to_transaction_with(cfg, now, &HashMap::new())
+        self.to_transaction_with(cfg, limits, now, submitted, &HashMap::new())
     }
 
-    /// The actions of the steps (for resolving `topic://` ones before building).
+    /// The actions of the steps (to resolve `topic://` ones before building).
     pub fn actions(&self) -> impl Iterator<Item = &str> {
         self.steps
             .iter()
@@ -150,7 +160,9 @@ impl TransReq {
     pub fn to_transaction_with(
         &self,
         cfg: &ServerConfig,
+        limits: &Limits,
         now: Timestamp,
+        submitted: bool,
         topics: &HashMap<String, Vec<String>>,
     ) -> Result<Transaction, ApiError> {
         let gid = self.gid()?;
@@ -164,12 +176,8 @@ impl TransReq {
                 ))
             }
         }
-        let mut options = self.options(ty)?;
-        if ty == DtmType::Workflow {
-            return self.workflow(cfg, gid, options, now);
-        }
+        let mut options = self.options(ty);
         let steps = self.steps.as_deref().unwrap_or(&[]);
-        validate::branch_count(cfg, steps.len() * 2)?;
         let payloads = self.payloads.as_deref().unwrap_or(&[]);
         let bin = self.bin_payloads.as_deref();
         let given = bin.map_or(payloads.len(), <[Vec<u8>]>::len);
@@ -179,86 +187,107 @@ impl TransReq {
                 format!("{given} payloads for {} steps", steps.len()),
             ));
         }
-        let mut branches = Vec::with_capacity(steps.len() * 2);
-        for (i, step) in steps.iter().enumerate() {
-            let empty = HashMap::new();
-            let step = step.as_ref().unwrap_or(&empty);
-            let get = |k: &str| step.get(k).and_then(|v| v.as_deref()).unwrap_or("");
+        let empty = HashMap::new();
+        let step = |i: usize| {
+            let step = steps[i].as_ref().unwrap_or(&empty);
+            let get = |k: &str| {
+                step.get(k)
+                    .and_then(|v| v.as_deref())
+                    .unwrap_or("")
+                    .to_string()
+            };
             let payload = match (bin, payloads.get(i).and_then(|p| p.as_deref())) {
                 (Some(bin), _) => bin.get(i).cloned().unwrap_or_default(),
                 (None, Some(p)) => p.as_bytes().to_vec(),
-                (None, None) => get("data").as_bytes().to_vec(),
+                (None, None) => get("data").into_bytes(),
             };
-            let id = format!("{:02}", i + 1);
-            let action = get("action");
-            if !(ty == DtmType::Msg && action.starts_with(crate::topics::TOPIC_PREFIX)) {
-                validate::branch_url(cfg, action)?;
+            (get("action"), get("compensate"), payload)
+        };
+        let shape = match ty {
+            DtmType::Saga => {
+                let steps = (0..steps.len())
+                    .map(|i| {
+                        let (action, compensate, payload) = step(i);
+                        validate::branch_url(cfg, &action)?;
+                        validate::branch_url(cfg, &compensate)?;
+                        Ok(StepSpec {
+                            action,
+                            compensate,
+                            payload,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                self.saga_custom(steps.len(), &mut options)?;
+                Shape::Saga(steps)
             }
-            match ty {
-                DtmType::Saga => {
-                    let compensate = get("compensate");
-                    validate::branch_url(cfg, compensate)?;
-                    branches.push(Branch::new(id.clone(), Op::Action, action, payload.clone()));
-                    branches.push(Branch::new(id, Op::Compensate, compensate, payload));
+            DtmType::Msg => {
+                let deliveries = (0..steps.len())
+                    .map(|i| {
+                        let (target, _, payload) = step(i);
+                        let fan_out = match target.strip_prefix(crate::topics::TOPIC_PREFIX) {
+                            Some(name) => topics.get(name).cloned().ok_or_else(|| {
+                                ApiError::bad_request(
+                                    "unknown_topic",
+                                    format!("topic {name:?} does not exist or has no subscriber"),
+                                )
+                            })?,
+                            None => {
+                                validate::branch_url(cfg, &target)?;
+                                Vec::new()
+                            }
+                        };
+                        Ok(DeliverySpec {
+                            target,
+                            payload,
+                            fan_out,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                let query_prepared = self.query_prepared.clone().filter(|q| !q.is_empty());
+                if let Some(q) = &query_prepared {
+                    validate::branch_url(cfg, q)?;
                 }
-                DtmType::Msg => match action.strip_prefix(crate::topics::TOPIC_PREFIX) {
-                    Some(name) => {
-                        let urls = topics.get(name).ok_or_else(|| {
-                            ApiError::bad_request(
-                                "unknown_topic",
-                                format!("topic {name:?} does not exist or has no subscriber"),
-                            )
-                        })?;
-                        let ids = crate::topics::fan_out_ids(i, urls.len());
-                        for (id, url) in ids.into_iter().zip(urls) {
-                            branches.push(Branch::new(id, Op::Msg, url.as_str(), payload.clone()));
-                        }
-                        validate::branch_count(cfg, branches.len())?;
-                    }
-                    None => branches.push(Branch::new(id, Op::Msg, action, payload)),
-                },
-                DtmType::Tcc | DtmType::Xa | DtmType::Workflow => {
+                Shape::Msg {
+                    deliveries,
+                    query_prepared,
+                    submitted,
+                }
+            }
+            DtmType::Tcc | DtmType::Xa => {
+                if !steps.is_empty() {
                     return Err(ApiError::bad_request(
                         "invalid_steps",
                         "tcc and xa transactions take branches by registerBranch, not steps",
-                    ))
+                    ));
                 }
+                Shape::Tcc
             }
-        }
-        if ty == DtmType::Saga {
-            if steps.is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_steps",
-                    "a saga needs at least one step",
-                ));
-            }
-            self.saga_custom(steps.len(), &mut options)?;
-        }
-        let mut tx = Transaction::new(gid, ty.kind(), options, now);
-        tx.branches = branches;
-        tx.custom_data = self.custom_data.clone().filter(|c| !c.is_empty());
-        if ty == DtmType::Msg {
-            if let Some(q) = self.query_prepared.as_deref().filter(|q| !q.is_empty()) {
-                validate::branch_url(cfg, q)?;
-                tx.query_prepared = Some(q.to_string());
-            }
-        }
-        Ok(tx)
-    }
-
-    fn options(&self, ty: DtmType) -> Result<Options, ApiError> {
-        let secs = |name: &str, v: Option<u64>| -> Result<Option<u64>, ApiError> {
-            match v {
-                None | Some(0) => Ok(None),
-                Some(s) if s > SECONDS_MAX => Err(ApiError::bad_request(
-                    "invalid_option",
-                    format!("{name} is {s} seconds; the limit is {SECONDS_MAX}"),
-                )),
-                Some(s) => Ok(Some(s * 1000)),
+            DtmType::Workflow => {
+                if !steps.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "invalid_steps",
+                        "a workflow's client runs its steps; it sends none",
+                    ));
+                }
+                let wf = workflow_custom(self.custom_data.as_deref().unwrap_or(""))?;
+                let callback = self.query_prepared.as_deref().unwrap_or("");
+                crate::workflow::shape(cfg, wf.name, wf.data, callback)?
             }
         };
+        let spec = TxSpec {
+            gid: gid.to_string(),
+            shape,
+            options,
+            custom_data: self.custom_data.clone(),
+        };
+        Ok(spec::build(spec, limits, now)?)
+    }
+
+    /// DTM's options (seconds) as the core's; `tandem_core::spec` checks them.
+    fn options(&self, ty: DtmType) -> Options {
+        let ms = |v: Option<u64>| v.filter(|&s| s > 0).map(|s| s.saturating_mul(1000));
         let mut o = Options::default();
-        let timeout_to_fail = secs("timeout_to_fail", self.timeout_to_fail)?;
+        let timeout_to_fail = ms(self.timeout_to_fail);
         match ty {
             DtmType::Saga => o.timeout_to_fail_ms = timeout_to_fail,
             DtmType::Tcc | DtmType::Xa => {
@@ -268,63 +297,22 @@ impl TransReq {
                 o.query_prepared_after_ms = timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000)
             }
         }
-        o.request_timeout_ms = secs("request_timeout", self.request_timeout)?;
-        if let Some(ms) = secs("retry_interval", self.retry_interval)? {
+        o.request_timeout_ms = ms(self.request_timeout);
+        if let Some(ms) = ms(self.retry_interval) {
             o.retry_interval_ms = ms;
             o.retry_max_ms = o.retry_max_ms.max(ms);
         }
-        match self.retry_limit {
-            None | Some(0) => {}
-            Some(n) if n > 10_000 => {
-                return Err(ApiError::bad_request(
-                    "invalid_option",
-                    format!("retry_limit {n} is above the maximum 10000"),
-                ))
-            }
-            Some(n) => o.retry_limit = n as u32,
+        if let Some(n) = self.retry_limit.filter(|&n| n > 0) {
+            o.retry_limit = u32::try_from(n).unwrap_or(u32::MAX);
         }
         o.wait_result = self.wait_result();
         if let Some(h) = &self.branch_headers {
             let mut h: Vec<(String, String)> =
                 h.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             h.sort();
-            for (k, v) in &h {
-                let ok_name = !k.is_empty()
-                    && k.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
-                if !ok_name || v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-                    return Err(ApiError::bad_request(
-                        "invalid_option",
-                        format!("branch_headers: {k:?} is not a valid HTTP header"),
-                    ));
-                }
-            }
             o.branch_headers = h;
         }
-        Ok(o)
-    }
-
-    /// A workflow: `custom_data` is DTM's `{"name": ..., "data": base64}`, `query_prepared`
-    /// the callback that resumes it. The callback is sent the data as it is, or wrapped in
-    /// `workflow.WorkflowData` when the callback is a gRPC method (DTM's workflow server).
-    fn workflow(
-        &self,
-        cfg: &ServerConfig,
-        gid: &str,
-        options: Options,
-        now: Timestamp,
-    ) -> Result<Transaction, ApiError> {
-        if self.steps.as_ref().is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request(
-                "invalid_steps",
-                "a workflow's client runs its steps; it sends none",
-            ));
-        }
-        let wf = workflow_custom(self.custom_data.as_deref().unwrap_or(""))?;
-        let callback = self.query_prepared.as_deref().unwrap_or("");
-        let mut tx = crate::workflow::build(cfg, gid, options, &wf.name, wf.data, callback, now)?;
-        tx.custom_data = self.custom_data.clone();
-        Ok(tx)
+        o
     }
 
     /// DTM's saga `custom_data`: `{"concurrent": bool, "orders": {"k": [before k, ...]}}`.
@@ -368,9 +356,6 @@ impl TransReq {
     }
 }
 
-/// Longest workflow name, in bytes.
-pub const WORKFLOW_NAME_LEN_MAX: usize = 128;
-
 /// A workflow's `custom_data`, decoded.
 #[derive(Debug)]
 pub struct WorkflowCustom {
@@ -379,7 +364,8 @@ pub struct WorkflowCustom {
 }
 
 /// Parses DTM's workflow `custom_data`: `{"name": "...", "data": "<base64>"}` (Go writes
-/// the `[]byte` data as base64; absent or null data is empty).
+/// the `[]byte` data as base64; absent or null data is empty). The name's rules are
+/// `tandem_core::spec`'s.
 pub fn workflow_custom(raw: &str) -> Result<WorkflowCustom, ApiError> {
     #[derive(Deserialize)]
     struct Raw {
@@ -392,19 +378,15 @@ pub fn workflow_custom(raw: &str) -> Result<WorkflowCustom, ApiError> {
             "a workflow's custom_data must be {{\"name\": ..., \"data\": base64}}: {e}"
         ))
     })?;
-    let name = r.name.unwrap_or_default();
-    if name.is_empty() || name.len() > WORKFLOW_NAME_LEN_MAX || name.chars().any(|c| c.is_control())
-    {
-        return Err(bad(format!(
-            "the workflow name must be 1..={WORKFLOW_NAME_LEN_MAX} bytes without control characters, not {name:?}"
-        )));
-    }
     let data = match r.data.as_deref() {
         None | Some("") => Vec::new(),
         Some(b64) => crate::dtm::view::unbase64(b64)
             .ok_or_else(|| bad("the workflow data is not base64".to_string()))?,
     };
-    Ok(WorkflowCustom { name, data })
+    Ok(WorkflowCustom {
+        name: r.name.unwrap_or_default(),
+        data,
+    })
 }
 
 /// The body of `registerBranch` (DTM binds it to `map[string]string`).
@@ -476,7 +458,8 @@ impl RegisterReq {
         RegisterReq::build(cfg, fields, get("data").as_bytes().to_vec())
     }
 
-    /// Checks `f` and builds the request; `data` is the branch's payload.
+    /// Checks `f` and builds the request; `data` is the branch's payload (or the workflow
+    /// step's result).
     pub fn build(
         cfg: &ServerConfig,
         f: RegisterFields<'_>,
@@ -484,45 +467,17 @@ impl RegisterReq {
     ) -> Result<RegisterReq, ApiError> {
         tandem_core::validate_gid(f.gid)
             .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
-        let branch_id = f.branch_id;
-        if branch_id.is_empty()
-            || branch_id.len() > 64
-            || !branch_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(ApiError::bad_request(
-                "invalid_branch_id",
-                format!("branch_id {branch_id:?} must be 1..=64 of [A-Za-z0-9-_.]"),
-            ));
-        }
+        tandem_core::ids::validate_branch_id(f.branch_id)
+            .map_err(|e| ApiError::bad_request("invalid_branch_id", e.to_string()))?;
         let ty = DtmType::parse(f.trans_type)?;
-        if ty == DtmType::Workflow {
-            let op = Op::parse(f.op).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_op",
-                    format!("a workflow step's op must be action, compensate, commit, rollback, … not {:?}", f.op),
-                )
-            })?;
-            let status = match f.status {
-                "succeed" => BranchStatus::Succeeded,
-                "failed" => BranchStatus::Failed,
-                other => {
-                    return Err(ApiError::bad_request(
-                        "invalid_status",
-                        format!("a workflow step is recorded as succeed or failed, not {other:?}"),
-                    ))
-                }
-            };
-            return Ok(RegisterReq {
-                gid: f.gid.to_string(),
-                branch_id: branch_id.to_string(),
-                ty,
-                data,
-                ops: Vec::new(),
-                step: Some((op, status)),
-            });
-        }
+        let req = |ops, step| RegisterReq {
+            gid: f.gid.to_string(),
+            branch_id: f.branch_id.to_string(),
+            ty,
+            data: data.clone(),
+            ops,
+            step,
+        };
         let ops = match ty {
             DtmType::Tcc => vec![
                 (Op::Cancel, f.cancel.to_string()),
@@ -532,6 +487,30 @@ impl RegisterReq {
                 (Op::Rollback, f.url.to_string()),
                 (Op::Commit, f.url.to_string()),
             ],
+            DtmType::Workflow => {
+                let op = Op::parse(f.op).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_op",
+                        format!(
+                            "a workflow step's op must be action, compensate, commit, rollback, … not {:?}",
+                            f.op
+                        ),
+                    )
+                })?;
+                let status = match f.status {
+                    "succeed" => BranchStatus::Succeeded,
+                    "failed" => BranchStatus::Failed,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            "invalid_status",
+                            format!(
+                                "a workflow step is recorded as succeed or failed, not {other:?}"
+                            ),
+                        ))
+                    }
+                };
+                return Ok(req(Vec::new(), Some((op, status))));
+            }
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
@@ -545,14 +524,7 @@ impl RegisterReq {
         for (_, url) in &ops {
             validate::branch_url(cfg, url)?;
         }
-        Ok(RegisterReq {
-            gid: f.gid.to_string(),
-            branch_id: branch_id.to_string(),
-            ty,
-            data,
-            ops,
-            step: None,
-        })
+        Ok(req(ops, None))
     }
 }
 
@@ -568,6 +540,7 @@ mod tests {
     fn options_follow_dtm_units_and_defaults() -> Result<(), ApiError> {
         let cfg = ServerConfig::default();
         let now = Timestamp(1);
+        let limits = Limits::default();
         let saga = req(serde_json::json!({
             "gid": "g", "trans_type": "saga", "timeout_to_fail": 3, "request_timeout": 2,
             "retry_interval": 5, "retry_limit": 4, "branch_headers": {"X-A": "1"},
@@ -575,7 +548,7 @@ mod tests {
             "payloads": ["{\"n\":1}"],
             "custom_data": "{\"concurrent\":true,\"orders\":{\"1\":[0]}}",
         }))
-        .to_transaction(&cfg, now)?;
+        .to_transaction(&cfg, &limits, now, false)?;
         let o = &saga.options;
         assert_eq!(o.timeout_to_fail_ms, Some(3000));
         assert_eq!(o.request_timeout_ms, Some(2000));
@@ -585,10 +558,10 @@ mod tests {
         assert_eq!(o.orders, vec![vec![], vec![0]]);
         assert_eq!(saga.branches.len(), 4);
         assert_eq!(saga.branches[1].op, Op::Compensate);
-        assert_eq!(saga.branches[3].payload, b"");
+        assert_eq!(&saga.branches[3].payload[..], b"");
 
-        let tcc =
-            req(serde_json::json!({"gid": "t", "trans_type": "tcc"})).to_transaction(&cfg, now)?;
+        let tcc = req(serde_json::json!({"gid": "t", "trans_type": "tcc"}))
+            .to_transaction(&cfg, &limits, now, false)?;
         assert_eq!(
             tcc.options.timeout_to_fail_ms,
             Some(DTM_TIMEOUT_TO_FAIL_S * 1000)
@@ -597,7 +570,7 @@ mod tests {
             "gid": "m", "trans_type": "msg", "timeout_to_fail": 1,
             "steps": [{"action": "http://a/m"}], "payloads": ["{}"], "query_prepared": "http://a/q",
         }))
-        .to_transaction(&cfg, now)?;
+        .to_transaction(&cfg, &limits, now, false)?;
         assert_eq!(msg.options.query_prepared_after_ms, 1000);
         assert_eq!(msg.query_prepared.as_deref(), Some("http://a/q"));
         assert_eq!(msg.branches[0].op, Op::Msg);

@@ -74,7 +74,7 @@ pub async fn prepare(s: &AppState, req: &TransReq) -> Done {
         _ => {}
     }
     let topics = crate::topics::resolve(s, req.actions()).await?;
-    let tx = req.to_transaction_with(&s.cfg, s.coord.now(), &topics)?;
+    let tx = req.to_transaction_with(&s.cfg, s.coord.limits(), s.coord.now(), false, &topics)?;
     let o = s
         .coord
         .begin(crate::trace::adopt(tx), Wait::Accepted)
@@ -94,7 +94,7 @@ pub async fn submit(s: &AppState, req: &TransReq) -> Done {
     let wait = req.wait_result();
     match ty {
         DtmType::Saga => {
-            let tx = req.to_transaction(&s.cfg, s.coord.now())?;
+            let tx = req.to_transaction(&s.cfg, s.coord.limits(), s.coord.now(), false)?;
             if !wait {
                 s.coord
                     .begin(crate::trace::adopt(tx), Wait::Accepted)
@@ -115,9 +115,13 @@ pub async fn submit(s: &AppState, req: &TransReq) -> Done {
             None => {
                 // Submitted without prepare: no check is needed, deliver at once.
                 let topics = crate::topics::resolve(s, req.actions()).await?;
-                let mut tx = req.to_transaction_with(&s.cfg, s.coord.now(), &topics)?;
-                tx.status = TxStatus::Submitted;
-                tx.query_prepared = None;
+                let tx = req.to_transaction_with(
+                    &s.cfg,
+                    s.coord.limits(),
+                    s.coord.now(),
+                    true,
+                    &topics,
+                )?;
                 s.coord
                     .begin(crate::trace::adopt(tx), Wait::Accepted)
                     .await?;
@@ -185,13 +189,14 @@ pub async fn register_branch(s: &AppState, req: &RegisterReq) -> Done {
                 ),
             ));
         }
-        crate::validate::branch_count(&s.cfg, tx.branches.len() + 1)?;
-        let event = Event::Record {
-            branch_id: req.branch_id.clone(),
+        let event = tandem_core::spec::record(
+            &tx,
+            &req.branch_id,
             op,
             status,
-            payload: req.data.clone(),
-        };
+            req.data.clone(),
+            s.coord.limits(),
+        )?;
         return s.coord.send(&req.gid, event).await.map_err(|e| match e {
             EngineError::NotFound(_) => missing(),
             EngineError::Refused(r @ ApplyError::BranchConflict { .. }) => DtmError::failure(
@@ -211,17 +216,13 @@ pub async fn register_branch(s: &AppState, req: &RegisterReq) -> Done {
             ),
         ));
     }
-    let fresh = req
-        .ops
-        .iter()
-        .filter(|(op, _)| tx.find(&req.branch_id, *op).is_none())
-        .count();
-    crate::validate::branch_count(&s.cfg, tx.branches.len() + fresh)?;
-    let event = Event::Register {
-        branch_id: req.branch_id.clone(),
-        ops: req.ops.clone(),
-        payload: req.data.clone(),
-    };
+    let event = tandem_core::spec::registration(
+        &tx,
+        &req.branch_id,
+        req.ops.clone(),
+        req.data.clone(),
+        s.coord.limits(),
+    )?;
     s.coord.send(&req.gid, event).await.map_err(|e| match e {
         EngineError::NotFound(_) => missing(),
         e => e.into(),
@@ -268,7 +269,7 @@ pub async fn prepare_workflow(s: &AppState, req: &TransReq) -> Result<Transactio
     if let Some(tx) = s.coord.get(&gid).await? {
         return existing_workflow(tx);
     }
-    let tx = req.to_transaction(&s.cfg, s.coord.now())?;
+    let tx = req.to_transaction(&s.cfg, s.coord.limits(), s.coord.now(), false)?;
     match s.coord.begin(crate::trace::adopt(tx), Wait::Accepted).await {
         // Another request created it meanwhile (with other options): answer that one.
         Ok(_) | Err(EngineError::GidExists(_)) => {}

@@ -13,7 +13,7 @@
 use serde_json::{json, Map, Value};
 use tandem_core::{Branch, BranchStatus, Op, Timestamp, Transaction, TxKind, TxStatus};
 
-use crate::http_transport::{op_name, trans_type};
+use super::wire::{op_name, trans_type};
 
 /// DTM's `trans_type` of a transaction: a `Tcc` whose branches are commit/rollback is xa.
 pub fn dtm_trans_type(tx: &Transaction) -> &'static str {

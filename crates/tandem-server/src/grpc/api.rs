@@ -46,7 +46,7 @@ async fn answer<T>(md: &MetadataMap, op: impl Future<Output = Result<T, DtmError
 impl Dtm for DtmApi {
     async fn new_gid(&self, _req: Request<()>) -> Answer<pb::DtmGidReply> {
         Ok(Response::new(pb::DtmGidReply {
-            gid: crate::dtm::admin::gid(&self.state),
+            gid: self.state.coord.new_gid(),
         }))
     }
 

@@ -27,7 +27,8 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::codec::RawCodec;
-use crate::http_transport::{trans_type, wire_ids, ANSWER_BYTES_MAX};
+use crate::dtm::wire::{trans_type, wire_branch};
+use crate::http_transport::ANSWER_BYTES_MAX;
 use crate::target::GrpcTarget;
 
 /// Most servers with a pooled channel; past it the pool is emptied and starts again (a
@@ -88,7 +89,7 @@ impl GrpcTransport {
     /// The request for `req`: payload as it is, DTM's metadata, the deadline.
     fn request(&self, req: &CallRequest, tp: &str) -> tonic::Request<Bytes> {
         let mut r = tonic::Request::new(Bytes::from(req.payload.clone()));
-        let (branch_id, op) = wire_ids(req);
+        let (branch_id, op) = wire_branch(req);
         let md = r.metadata_mut();
         let mut put = |k: &str, v: &str| match (
             AsciiMetadataKey::from_str(k),
@@ -176,6 +177,7 @@ mod tests {
                 ("traceparent".into(), "ignored-here".into()),
             ]),
             timeout: Duration::from_millis(1500),
+            xid: None,
         }
     }
 

@@ -87,7 +87,7 @@ pub fn progresses(tx: &Transaction) -> pb::DtmProgressesReply {
         progresses: crate::workflow::steps(tx)
             .map(|b| pb::DtmProgress {
                 status: b.status.as_str().to_string(),
-                bin_data: b.payload.clone(),
+                bin_data: b.payload.to_vec(),
                 branch_id: b.branch_id.clone(),
                 op: b.op.as_str().to_string(),
             })
@@ -121,17 +121,23 @@ mod tests {
             steps: r#"[{"action":"localhost:9/busi.Busi/TransOut","compensate":"localhost:9/busi.Busi/TransOutRevert"},{"action":"grpcs://b:443/busi.Busi/TransIn","compensate":""}]"#.into(),
             ..Default::default()
         };
-        let tx = trans_req(req)?.to_transaction(&ServerConfig::default(), Timestamp(1))?;
+        let tx = trans_req(req)?.to_transaction(
+            &ServerConfig::default(),
+            &tandem_core::Limits::default(),
+            Timestamp(1),
+            false,
+        )?;
         assert_eq!(tx.kind, TxKind::Saga);
         assert_eq!(tx.branches.len(), 4);
         assert_eq!(tx.branches[0].op, Op::Action);
         assert_eq!(tx.branches[0].target, "localhost:9/busi.Busi/TransOut");
         assert_eq!(
-            tx.branches[0].payload, proto_payload,
+            &tx.branches[0].payload[..],
+            proto_payload,
             "bytes kept as they are"
         );
-        assert_eq!(tx.branches[1].payload, proto_payload);
-        assert_eq!(tx.branches[2].payload, b"");
+        assert_eq!(&tx.branches[1].payload[..], proto_payload);
+        assert_eq!(&tx.branches[2].payload[..], b"");
         let o = &tx.options;
         assert!(o.wait_result);
         assert_eq!(o.timeout_to_fail_ms, Some(7000));
@@ -151,7 +157,14 @@ mod tests {
                 ..Default::default()
             };
             f(&mut r);
-            trans_req(r).and_then(|t| t.to_transaction(&ServerConfig::default(), Timestamp(1)))
+            trans_req(r).and_then(|t| {
+                t.to_transaction(
+                    &ServerConfig::default(),
+                    &tandem_core::Limits::default(),
+                    Timestamp(1),
+                    false,
+                )
+            })
         };
         assert!(with(&|_| {}).is_ok());
         let err = |f: &dyn Fn(&mut pb::DtmRequest)| match with(f) {

@@ -1,20 +1,13 @@
-//! Turns `/v1` requests into [`Transaction`]s: gid (given or generated), branch layout per
-//! protocol, and every check on what the client sent (URLs, allow-list, branch counts, ids,
-//! reasons; options in [`super::options`]) — so that the engine only ever sees well-formed
-//! input.
-//!
-//! Layouts (the engine's, see `tandem_core::tx`): saga step k is `branches[2k]` action and
-//! `[2k+1]` compensate, ids "01", "02", …; 2PC participant k is `branches[3k..3k+3]`
-//! prepare/commit/rollback (always three, even for one participant: an HTTP participant
-//! names its phases by URL, so one-phase commit is not used here); msg delivery k is one
-//! `msg` branch.
+//! Maps `/v1` requests onto `tandem_core::spec` — which lays branches out, numbers them,
+//! counts them and checks the options — after the one check that belongs to the server: branch
+//! URLs (http or https only, the allow-list). The gid, when the client gives none, is generated
+//! from the coordinator's durable identity.
 //!
 //! Building is deterministic: the same request yields the same transaction, which is what
 //! makes a resubmission with the same gid idempotent (and a different one a 409).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use tandem_core::{Branch, Op, Transaction, TxKind};
+use tandem_core::spec::{self, DeliverySpec, ParticipantSpec, Shape, StepSpec, TxSpec};
+use tandem_core::{Event, Op, Transaction};
 
 use super::model::{MsgRequest, SagaRequest, TccBeginRequest, TccBranchRequest, TwoPcRequest};
 use super::options::options;
@@ -24,22 +17,10 @@ use crate::AppState;
 
 /// Longest operator reason, in bytes.
 pub const REASON_BYTES_MAX: usize = 1000;
-/// Longest TCC branch id, in bytes.
-pub const BRANCH_ID_LEN_MAX: usize = 64;
 
-/// The caller's gid, or a fresh one: `<node>-<ms, hex>-<pid, hex>-<counter, hex>`, unique
-/// across restarts because the clock moves on between two starts.
+/// The caller's gid, or a fresh one built from the coordinator's identity.
 pub fn gid(state: &AppState, given: Option<String>) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    given.unwrap_or_else(|| {
-        format!(
-            "{}-{:x}-{:x}-{:x}",
-            state.cfg.node_name,
-            state.coord.now().0,
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
-    })
+    given.unwrap_or_else(|| state.coord.new_gid())
 }
 
 fn payload(p: &Option<serde_json::Value>) -> Vec<u8> {
@@ -49,123 +30,99 @@ fn payload(p: &Option<serde_json::Value>) -> Vec<u8> {
     }
 }
 
-/// Branch ids as DTM numbers them: "01", "02", …
-fn branch_id(k: usize) -> String {
-    format!("{:02}", k + 1)
-}
-
 fn urls<'a>(state: &AppState, urls: impl IntoIterator<Item = &'a str>) -> Result<(), ApiError> {
     urls.into_iter()
         .try_for_each(|u| validate::branch_url(&state.cfg, u))
 }
 
+fn build(state: &AppState, spec: TxSpec) -> Result<Transaction, ApiError> {
+    Ok(spec::build(spec, state.coord.limits(), state.coord.now())?)
+}
+
 pub fn saga(state: &AppState, req: SagaRequest) -> Result<Transaction, ApiError> {
-    if req.steps.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_steps",
-            "a saga needs one or more steps",
-        ));
-    }
-    validate::branch_count(&state.cfg, req.steps.len() * 2)?;
     urls(
         state,
         req.steps
             .iter()
             .flat_map(|s| [s.action.as_str(), s.compensate.as_str()]),
     )?;
-    let opts = options(&req.options)?;
-    let mut tx = Transaction::new(gid(state, req.gid), TxKind::Saga, opts, state.coord.now());
-    for (k, s) in req.steps.iter().enumerate() {
-        let p = payload(&s.payload);
-        tx.branches.push(Branch::new(
-            branch_id(k),
-            Op::Action,
-            s.action.as_str(),
-            p.clone(),
-        ));
-        tx.branches.push(Branch::new(
-            branch_id(k),
-            Op::Compensate,
-            s.compensate.as_str(),
-            p,
-        ));
-    }
-    Ok(tx)
+    let steps = req
+        .steps
+        .iter()
+        .map(|s| StepSpec {
+            action: s.action.clone(),
+            compensate: s.compensate.clone(),
+            payload: payload(&s.payload),
+        })
+        .collect();
+    let spec = TxSpec {
+        gid: gid(state, req.gid),
+        shape: Shape::Saga(steps),
+        options: options(&req.options),
+        custom_data: None,
+    };
+    build(state, spec)
 }
 
 pub fn two_pc(state: &AppState, req: TwoPcRequest) -> Result<Transaction, ApiError> {
-    if req.participants.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_participants",
-            "a 2PC needs one or more participants",
-        ));
-    }
-    validate::branch_count(&state.cfg, req.participants.len() * 3)?;
     urls(
         state,
         req.participants
             .iter()
             .flat_map(|p| [p.prepare.as_str(), p.commit.as_str(), p.rollback.as_str()]),
     )?;
-    let opts = options(&req.options)?;
-    let mut tx = Transaction::new(gid(state, req.gid), TxKind::TwoPc, opts, state.coord.now());
-    for (k, p) in req.participants.iter().enumerate() {
-        let body = payload(&p.payload);
-        for (op, url) in [
-            (Op::Prepare, &p.prepare),
-            (Op::Commit, &p.commit),
-            (Op::Rollback, &p.rollback),
-        ] {
-            tx.branches
-                .push(Branch::new(branch_id(k), op, url.as_str(), body.clone()));
-        }
-    }
-    Ok(tx)
+    let participants = req
+        .participants
+        .iter()
+        .map(|p| ParticipantSpec {
+            prepare: p.prepare.clone(),
+            commit: p.commit.clone(),
+            rollback: p.rollback.clone(),
+            payload: payload(&p.payload),
+        })
+        .collect();
+    // An HTTP participant names its phases by URL: no one-phase commit here.
+    let spec = TxSpec {
+        gid: gid(state, req.gid),
+        shape: Shape::TwoPc {
+            participants,
+            one_phase: false,
+        },
+        options: options(&req.options),
+        custom_data: None,
+    };
+    build(state, spec)
 }
 
 pub fn tcc(state: &AppState, req: TccBeginRequest) -> Result<Transaction, ApiError> {
-    let opts = options(&req.options)?;
-    Ok(Transaction::new(
-        gid(state, req.gid),
-        TxKind::Tcc,
-        opts,
-        state.coord.now(),
-    ))
+    let spec = TxSpec {
+        gid: gid(state, req.gid),
+        shape: Shape::Tcc,
+        options: options(&req.options),
+        custom_data: None,
+    };
+    build(state, spec)
 }
 
-/// Checks a TCC registration against the transaction's current branch count `have`.
+/// The event that registers `req` on `tx` (confirm + cancel), checked.
 pub fn tcc_branch(
     state: &AppState,
-    have: usize,
-    req: &TccBranchRequest,
-) -> Result<Vec<u8>, ApiError> {
-    let id = &req.branch_id;
-    if id.is_empty()
-        || id.len() > BRANCH_ID_LEN_MAX
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_branch_id",
-            format!(
-                "branch_id {id:?} must be 1..={BRANCH_ID_LEN_MAX} bytes of letters, digits, - _ ."
-            ),
-        ));
-    }
-    validate::branch_count(&state.cfg, have + 2)?;
+    tx: &Transaction,
+    req: TccBranchRequest,
+) -> Result<Event, ApiError> {
     urls(state, [req.confirm.as_str(), req.cancel.as_str()])?;
-    Ok(payload(&req.payload))
+    let body = payload(&req.payload);
+    let ops = vec![(Op::Confirm, req.confirm), (Op::Cancel, req.cancel)];
+    Ok(spec::registration(
+        tx,
+        &req.branch_id,
+        ops,
+        body,
+        state.coord.limits(),
+    )?)
 }
 
 pub fn msg(state: &AppState, req: MsgRequest) -> Result<Transaction, ApiError> {
-    if req.branches.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_branches",
-            "a message needs one or more branches",
-        ));
-    }
-    validate::branch_count(&state.cfg, req.branches.len() + 1)?;
     urls(state, req.branches.iter().map(|b| b.url.as_str()))?;
     if let Some(q) = &req.query_prepared {
         if q.is_empty() {
@@ -176,18 +133,26 @@ pub fn msg(state: &AppState, req: MsgRequest) -> Result<Transaction, ApiError> {
         }
         validate::branch_url(&state.cfg, q)?;
     }
-    let opts = options(&req.options)?;
-    let mut tx = Transaction::new(gid(state, req.gid), TxKind::Msg, opts, state.coord.now());
-    tx.query_prepared = req.query_prepared;
-    for (k, b) in req.branches.iter().enumerate() {
-        tx.branches.push(Branch::new(
-            branch_id(k),
-            Op::Msg,
-            b.url.as_str(),
-            payload(&b.payload),
-        ));
-    }
-    Ok(tx)
+    let deliveries = req
+        .branches
+        .iter()
+        .map(|b| DeliverySpec {
+            target: b.url.clone(),
+            payload: payload(&b.payload),
+            fan_out: Vec::new(),
+        })
+        .collect();
+    let spec = TxSpec {
+        gid: gid(state, req.gid),
+        shape: Shape::Msg {
+            deliveries,
+            query_prepared: req.query_prepared,
+            submitted: false,
+        },
+        options: options(&req.options),
+        custom_data: None,
+    };
+    build(state, spec)
 }
 
 /// An operator's reason: required, bounded.

@@ -1,19 +1,14 @@
-//! `/v1` transaction options: the client's [`TxOptions`] (every field optional) checked and
-//! completed into the engine's [`Options`], and back for display.
+//! `/v1` transaction options: the client's [`TxOptions`] (every field optional) completed into
+//! the core's [`Options`] (which `tandem_core::spec` checks), and back for display.
 //!
 //! Invariants: defaults never contradict what the client set (a small `retry_max_ms` alone
-//! lowers the default interval); branch headers are valid HTTP headers, sorted by name
-//! (so the same request always yields the same options — resubmission stays idempotent);
-//! `wait_result` is never stored (it is how one request waits, not what the transaction is).
+//! lowers the default interval); branch headers are sorted by name (so the same request always
+//! yields the same options — resubmission stays idempotent); `wait_result` is never stored (it
+//! is how one request waits, not what the transaction is).
 
-use axum::http::{HeaderName, HeaderValue};
 use tandem_core::Options;
 
 use super::model::TxOptions;
-use crate::error::ApiError;
-
-/// Most `branch_headers` one transaction may carry.
-pub const HEADERS_MAX: usize = 32;
 
 impl From<&Options> for TxOptions {
     fn from(o: &Options) -> TxOptions {
@@ -32,34 +27,11 @@ impl From<&Options> for TxOptions {
     }
 }
 
-/// Checks `o` and fills in the defaults.
-pub fn options(o: &TxOptions) -> Result<Options, ApiError> {
+/// Fills in the defaults for what the client left out; `tandem_core::spec` checks the result.
+pub fn options(o: &TxOptions) -> Options {
     let d = Options::default();
     let orders = o.orders.clone().unwrap_or_default();
-    let headers: Vec<(String, String)> = o
-        .branch_headers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    if headers.len() > HEADERS_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            format!(
-                "{} branch_headers; the limit is {HEADERS_MAX}",
-                headers.len()
-            ),
-        ));
-    }
-    for (k, v) in &headers {
-        if HeaderName::from_bytes(k.as_bytes()).is_err() || HeaderValue::from_str(v).is_err() {
-            return Err(ApiError::bad_request(
-                "invalid_options",
-                format!("branch header {k:?} is not a valid HTTP header"),
-            ));
-        }
-    }
-    let out = Options {
+    Options {
         timeout_to_fail_ms: o.timeout_to_fail_ms,
         request_timeout_ms: o.request_timeout_ms,
         retry_interval_ms: o
@@ -73,30 +45,17 @@ pub fn options(o: &TxOptions) -> Result<Options, ApiError> {
         orders,
         concurrency_max: o.concurrency_max.unwrap_or(d.concurrency_max),
         wait_result: false,
-        branch_headers: headers,
+        // A BTreeMap: sorted by name, so the same request always gives the same options.
+        branch_headers: o
+            .branch_headers
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         query_prepared_after_ms: o
             .query_prepared_after_ms
             .unwrap_or(d.query_prepared_after_ms),
-    };
-    if out.retry_interval_ms == 0 || out.retry_max_ms < out.retry_interval_ms {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            "retry_interval_ms must be at least 1 and at most retry_max_ms",
-        ));
     }
-    if out.retry_limit == 0 {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            "retry_limit must be at least 1",
-        ));
-    }
-    if out.request_timeout_ms == Some(0) {
-        return Err(ApiError::bad_request(
-            "invalid_options",
-            "request_timeout_ms must be at least 1",
-        ));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -107,7 +66,9 @@ mod tests {
     fn option_defaults_never_contradict_the_client() {
         let o = |json: serde_json::Value| {
             let t: TxOptions = serde_json::from_value(json).map_err(|e| e.to_string())?;
-            options(&t).map_err(|e| e.message)
+            let o = options(&t);
+            o.check().map_err(|e| e.to_string())?;
+            Ok::<_, String>(o)
         };
         let d = o(serde_json::json!({})).unwrap();
         assert_eq!(d, Options::default());

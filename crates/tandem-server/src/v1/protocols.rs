@@ -9,8 +9,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use tandem_core::{ApplyError, Event, Op, Transaction, TxKind};
-use tandem_engine::{EngineError, Wait};
+use tandem_core::{Event, Transaction, TxKind};
+use tandem_engine::Wait;
 
 use super::build;
 use super::extract::{OptJson, V1Json, V1Path};
@@ -134,18 +134,8 @@ pub async fn register_tcc_branch(
     V1Json(req): V1Json<TccBranchRequest>,
 ) -> Answer {
     let tx = load(&state, &gid, Some(TxKind::Tcc)).await?;
-    let payload = build::tcc_branch(&state, tx.branches.len(), &req)?;
-    let event = Event::Register {
-        branch_id: req.branch_id,
-        ops: vec![(Op::Confirm, req.confirm), (Op::Cancel, req.cancel)],
-        payload,
-    };
-    state.coord.send(&gid, event).await.map_err(|e| match e {
-        EngineError::Refused(ApplyError::BranchConflict { .. }) => {
-            ApiError::new(StatusCode::CONFLICT, "branch_conflict", e.to_string())
-        }
-        other => other.into(),
-    })?;
+    let event = build::tcc_branch(&state, &tx, req)?;
+    state.coord.send(&gid, event).await?;
     let tx = load(&state, &gid, Some(TxKind::Tcc)).await?;
     Ok(Json(TxOutcome::of_tx(&tx)))
 }

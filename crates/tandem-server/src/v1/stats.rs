@@ -57,7 +57,7 @@ pub async fn get_stats(State(state): State<AppState>) -> Json<StatsView> {
     let s = state.coord.stats();
     Json(StatsView {
         now_ms: state.coord.now().0,
-        node_name: state.cfg.node_name.clone(),
+        node_name: state.coord.identity().node.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         active: s.active as u64,
         active_max: state.cfg.active_max as u64,

@@ -23,6 +23,11 @@ pub struct TxOutcome {
     /// Why automatic progress stopped, when an operator must act.
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (a heuristic outcome: e.g. a branch
+    /// that was to be committed had been rolled back by someone else). Such a transaction is
+    /// parked, never reported succeeded; an operator looks, then stops it.
+    #[serde(default)]
+    pub heuristic: Option<String>,
 }
 
 impl TxOutcome {
@@ -33,6 +38,7 @@ impl TxOutcome {
             status: o.status.as_str().into(),
             parked: o.parked.clone(),
             fail_reason: o.fail_reason.clone(),
+            heuristic: o.heuristic.clone(),
         }
     }
 
@@ -43,6 +49,7 @@ impl TxOutcome {
             status: tx.status.as_str().into(),
             parked: tx.parked.clone(),
             fail_reason: tx.fail_reason.clone(),
+            heuristic: tx.heuristic.clone(),
         }
     }
 }
@@ -52,7 +59,7 @@ impl TxOutcome {
 pub struct AttemptView {
     pub at_ms: u64,
     pub latency_us: u64,
-    /// success | read_only | failure | ongoing | error
+    /// success | read_only | failure | ongoing | error | not_prepared
     pub outcome: String,
     /// HTTP status code of the answer, when there was one.
     pub code: Option<u16>,
@@ -96,6 +103,11 @@ pub struct TxView {
     pub status: String,
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (a heuristic outcome: e.g. a branch
+    /// that was to be committed had been rolled back by someone else). Such a transaction is
+    /// parked, never reported succeeded; an operator looks, then stops it.
+    #[serde(default)]
+    pub heuristic: Option<String>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub finished_at_ms: Option<u64>,
@@ -119,6 +131,11 @@ pub struct TxSummary {
     pub status: String,
     pub parked: Option<String>,
     pub fail_reason: Option<String>,
+    /// Set when a participant disagreed with the log (a heuristic outcome: e.g. a branch
+    /// that was to be committed had been rolled back by someone else). Such a transaction is
+    /// parked, never reported succeeded; an operator looks, then stops it.
+    #[serde(default)]
+    pub heuristic: Option<String>,
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
     pub branch_count: usize,
@@ -155,6 +172,7 @@ pub fn outcome_name(o: AttemptOutcome) -> &'static str {
         AttemptOutcome::Failure => "failure",
         AttemptOutcome::Ongoing => "ongoing",
         AttemptOutcome::Error => "error",
+        AttemptOutcome::NotPrepared => "not_prepared",
     }
 }
 
@@ -198,6 +216,7 @@ impl From<&Transaction> for TxView {
             status: tx.status.as_str().into(),
             parked: tx.parked.clone(),
             fail_reason: tx.fail_reason.clone(),
+            heuristic: tx.heuristic.clone(),
             created_at_ms: tx.created_at.0,
             updated_at_ms: tx.updated_at.0,
             finished_at_ms: tx.finished_at.map(|t| t.0),
@@ -227,6 +246,7 @@ impl From<&Transaction> for TxSummary {
             status: tx.status.as_str().into(),
             parked: tx.parked.clone(),
             fail_reason: tx.fail_reason.clone(),
+            heuristic: tx.heuristic.clone(),
             created_at_ms: tx.created_at.0,
             finished_at_ms: tx.finished_at.map(|t| t.0),
             branch_count: tx.branches.len(),

@@ -11,6 +11,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use tandem_core::spec::{self, TxSpec};
 use tandem_core::{ApplyError, BranchStatus, Event, Op, TxKind, TxStatus};
 use tandem_engine::{EngineError, Wait};
 
@@ -52,28 +53,23 @@ pub async fn create_workflow(
     State(state): State<AppState>,
     V1Json(req): V1Json<WorkflowRequest>,
 ) -> Answer {
-    if req.name.is_empty()
-        || req.name.len() > crate::dtm::request::WORKFLOW_NAME_LEN_MAX
-        || req.name.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be 1..=128 bytes without control characters",
-        ));
-    }
     let gid = super::build::gid(&state, req.gid.clone());
     tandem_core::validate_gid(&gid)
         .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
     if state.coord.get(&gid).await?.is_none() {
-        let tx = crate::workflow::build(
+        let shape = crate::workflow::shape(
             &state.cfg,
-            &gid,
-            options(&req.options)?,
-            &req.name,
+            req.name.clone(),
             payload(&req.data),
             req.callback.as_deref().unwrap_or(""),
-            state.coord.now(),
         )?;
+        let spec = TxSpec {
+            gid: gid.clone(),
+            shape,
+            options: options(&req.options),
+            custom_data: None,
+        };
+        let tx = spec::build(spec, state.coord.limits(), state.coord.now())?;
         match state
             .coord
             .begin(crate::trace::adopt(tx), Wait::Accepted)
@@ -107,26 +103,15 @@ pub async fn record_step(
         TxStatus::Succeeded => BranchStatus::Succeeded,
         _ => BranchStatus::Failed,
     };
-    let id = &req.branch_id;
-    if id.is_empty()
-        || id.len() > super::build::BRANCH_ID_LEN_MAX
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_branch_id",
-            "branch_id must be 1..=64 of [A-Za-z0-9-_.]",
-        ));
-    }
     let tx = load(&state, &gid, Some(TxKind::Workflow)).await?;
-    crate::validate::branch_count(&state.cfg, tx.branches.len() + 1)?;
-    let event = Event::Record {
-        branch_id: req.branch_id.clone(),
+    let event = spec::record(
+        &tx,
+        &req.branch_id,
         op,
         status,
-        payload: payload(&req.result),
-    };
+        payload(&req.result),
+        state.coord.limits(),
+    )?;
     state.coord.send(&gid, event).await.map_err(|e| match e {
         EngineError::Refused(r @ ApplyError::BranchConflict { .. }) => {
             ApiError::new(StatusCode::CONFLICT, "step_exists", r.to_string())

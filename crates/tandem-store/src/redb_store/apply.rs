@@ -5,7 +5,8 @@
 //! - `tx`: gid → value ([`wal::encode_value`]: indexed fields + body), the newest version;
 //! - `open`: gid → () for every transaction whose newest version is not final;
 //! - `by_created`: created ms (u64 BE) ++ gid → (), so a reverse range scan lists newest first;
-//! - `meta`: `"format_version"`, `"checkpoint_lsn"`.
+//! - `meta`: `"format_version"`, `"checkpoint_lsn"`;
+//! - `identity`: the coordinator this store belongs to (written once, at its first start).
 //!
 //! Invariants: an upsert never replaces a version with an older one (so replays are
 //! harmless), and `open`/`by_created` always agree with `tx`. The applier commits with
@@ -29,6 +30,8 @@ pub(crate) const TX: TableDefinition<&str, &[u8]> = TableDefinition::new("tx");
 pub(crate) const OPEN: TableDefinition<&str, ()> = TableDefinition::new("open");
 pub(crate) const BY_CREATED: TableDefinition<&[u8], ()> = TableDefinition::new("by_created");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `"node"` → the node name, `"incarnation"` → its random incarnation (8 hex digits).
+pub(crate) const IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("identity");
 /// The layout of the tables above; a store written by another layout is refused.
 pub(crate) const TABLES_FORMAT: u64 = 1;
 

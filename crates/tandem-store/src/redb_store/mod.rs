@@ -42,8 +42,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use redb::Database;
-use tandem_core::Transaction;
+use redb::{Database, Durability, ReadableDatabase};
+use tandem_core::{Identity, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
@@ -316,27 +316,27 @@ impl Store for RedbStore {
         wal::check_record(&rec)?;
         let tx = self.sender()?;
         if !sync {
-            let rec = {
-                let mut lazy = self.shared.lazy();
-                if lazy.closed {
-                    return Err(self.gone());
-                }
-                if lazy.recs.len() < self.lazy_records_max {
-                    lazy.recs.push(rec);
-                    if std::mem::take(&mut lazy.writer_idle) {
-                        drop(lazy);
-                        // A full queue means the writer is awake and will look anyway.
-                        let _ = tx.try_send(Req::Nudge);
+            loop {
+                {
+                    let mut lazy = self.shared.lazy();
+                    if lazy.closed {
+                        return Err(self.gone());
                     }
-                    return Ok(());
+                    if lazy.recs.len() < self.lazy_records_max {
+                        lazy.recs.push(rec);
+                        if std::mem::take(&mut lazy.writer_idle) {
+                            drop(lazy);
+                            // A full queue means the writer is awake and will look anyway.
+                            let _ = tx.try_send(Req::Nudge);
+                        }
+                        return Ok(());
+                    }
                 }
-                rec
-            };
-            // Many unsynced writes at once: queue behind the rest (backpressure).
-            return tx
-                .send(Req::Write { rec, ack: None })
-                .await
-                .map_err(|_| self.gone());
+                // Many unsynced writes at once: wait until the writer took them
+                // (backpressure). Unsynced writes always go through `Lazy`, never the
+                // queue, so that one gid's writes reach the log in the order they were made.
+                self.flush().await?;
+            }
         }
         let (ack, done) = oneshot::channel();
         tx.send(Req::Write {
@@ -411,6 +411,52 @@ impl Store for RedbStore {
         // Both threads are at their end once Stop is answered, so joining is quick.
         self.join_threads();
         result
+    }
+
+    async fn identity(&self) -> Result<Option<Identity>> {
+        self.check_open()?;
+        let rtx = self.db.begin_read().map_err(redb_err)?;
+        let table = rtx.open_table(apply::IDENTITY).map_err(redb_err)?;
+        let get = |k: &str| -> Result<Option<String>> {
+            Ok(table
+                .get(k)
+                .map_err(redb_err)?
+                .map(|v| v.value().to_string()))
+        };
+        let (Some(node), Some(inc)) = (get("node")?, get("incarnation")?) else {
+            return Ok(None);
+        };
+        let bad = |what: String| StoreError::Corrupt(format!("stored identity: {what}"));
+        let incarnation =
+            u32::from_str_radix(&inc, 16).map_err(|_| bad(format!("incarnation {inc:?}")))?;
+        Identity::new(node, incarnation)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    async fn init_identity(&self, id: Identity) -> Result<Identity> {
+        if let Some(held) = self.identity().await? {
+            return Ok(held);
+        }
+        self.shared.check_failed()?;
+        let mut wtx = self.db.begin_write().map_err(redb_err)?;
+        wtx.set_durability(Durability::Immediate)
+            .map_err(redb_err)?;
+        {
+            let mut t = wtx.open_table(apply::IDENTITY).map_err(redb_err)?;
+            t.insert("node", id.node.as_str()).map_err(redb_err)?;
+            t.insert("incarnation", format!("{:08x}", id.incarnation).as_str())
+                .map_err(redb_err)?;
+        }
+        wtx.commit().map_err(redb_err)?;
+        Ok(id)
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self.shared.check_failed() {
+            Err(StoreError::Failed(why)) => Some(why),
+            _ => None,
+        }
     }
 
     fn stats(&self) -> StoreStats {

@@ -9,12 +9,22 @@
 //!   fields:  u64 LE version | u8 kind | u8 status | u8 parked | u64 LE created ms | body
 //! ```
 //!
+//! The body is the record's snapshot, or its delta against the gid's previous record
+//! (`tandem_core::codec`: the first byte tells which); replay applies deltas in lsn order.
+//!
 //! Invariants: lsns grow by one per record, across segments; a segment is only ever
 //! appended to, and a new one is started only after the previous one was fsynced, so only the
 //! newest segment can end in a torn frame. A frame whose length or crc is wrong marks the end
 //! of the log (it was never acknowledged); a frame with a right crc that does not decode is
 //! corruption and an error, never skipped. Every format carries a version byte so a later
 //! build can read this one.
+//!
+//! Segments are created crash-safely: the header is written to `<name>.tmp`, synced, renamed
+//! into place and the directory synced, so a segment file never exists without its header.
+//! A newest segment that is nevertheless all zeros or shorter than a header (a power cut
+//! under an older build, or a file system that does not order size and data) holds nothing
+//! that was acknowledged and is read as empty; anything else unreadable is corruption, named
+//! with its file and offset.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -34,24 +44,23 @@ pub(crate) const VALUE_FORMAT: u8 = 1;
 pub(crate) const FRAME_PREFIX_BYTES: usize = 8;
 const FIELDS_FIXED_BYTES: usize = 8 + 1 + 1 + 1 + 8;
 const PAYLOAD_FIXED_BYTES: usize = 1 + 8 + 2 + FIELDS_FIXED_BYTES;
-/// Largest record body the log accepts.
-pub const RECORD_BODY_BYTES_MAX: usize = 16 << 20;
-/// Longest gid the log accepts (the frame stores its length in a u16).
-pub(crate) const GID_BYTES_MAX: usize = u16::MAX as usize;
+/// Largest record body the log accepts (above the largest transaction `tandem_core::spec`
+/// lets through, so a transaction it accepted can always be written).
+pub const RECORD_BODY_BYTES_MAX: usize = 64 << 20;
+/// The frame stores a gid's length in a u16; gids are far shorter (`tandem_core::ids`).
+const GID_BYTES_MAX: usize = u16::MAX as usize;
 const PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + GID_BYTES_MAX + RECORD_BODY_BYTES_MAX;
 
-/// Refuses records the log cannot frame.
+/// Refuses records the log cannot frame: gids by the one rule in `tandem_core::ids`, bodies
+/// over [`RECORD_BODY_BYTES_MAX`].
 pub(crate) fn check_record(rec: &Record) -> Result<()> {
-    if rec.gid.len() > GID_BYTES_MAX {
-        return Err(StoreError::InvalidQuery(format!(
-            "gid is {} bytes long",
-            rec.gid.len()
-        )));
-    }
-    if rec.body.len() > RECORD_BODY_BYTES_MAX {
-        return Err(StoreError::InvalidQuery(format!(
-            "record body is {} bytes; the limit is {RECORD_BODY_BYTES_MAX}",
-            rec.body.len()
+    tandem_core::validate_gid(&rec.gid)
+        .map_err(|e| StoreError::Refused(format!("{:?}: {e}", rec.gid)))?;
+    let logged = rec.delta.as_ref().map_or(0, Vec::len).max(rec.body.len());
+    if logged > RECORD_BODY_BYTES_MAX {
+        return Err(StoreError::Refused(format!(
+            "{}: record body is {logged} bytes; the limit is {RECORD_BODY_BYTES_MAX}",
+            rec.gid
         )));
     }
     Ok(())
@@ -99,13 +108,13 @@ fn status_from(c: u8) -> Option<TxStatus> {
     })
 }
 
-fn put_fields(rec: &Record, out: &mut Vec<u8>) {
+fn put_fields(rec: &Record, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&rec.version.to_le_bytes());
     out.push(kind_code(rec.kind));
     out.push(status_code(rec.status));
     out.push(u8::from(rec.parked));
     out.extend_from_slice(&rec.created_at.0.to_le_bytes());
-    out.extend_from_slice(&rec.body);
+    out.extend_from_slice(body);
 }
 
 /// A little-endian reader over a byte slice that reports short input as corruption.
@@ -156,6 +165,7 @@ fn get_fields(gid: String, c: &mut Cursor<'_>) -> Result<Record> {
         parked,
         created_at,
         body,
+        delta: None,
     })
 }
 
@@ -163,7 +173,7 @@ fn get_fields(gid: String, c: &mut Cursor<'_>) -> Result<Record> {
 pub(crate) fn encode_value(rec: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + FIELDS_FIXED_BYTES + rec.body.len());
     out.push(VALUE_FORMAT);
-    put_fields(rec, &mut out);
+    put_fields(rec, &rec.body, &mut out);
     out
 }
 
@@ -192,7 +202,8 @@ pub(crate) fn decode_value_head(gid: &str, bytes: &[u8]) -> Result<(u64, u64)> {
     Ok((version, c.u64()?))
 }
 
-/// Appends one frame for `rec` at `lsn` to `out`. `rec` must have passed [`check_record`].
+/// Appends one frame for `rec` at `lsn` to `out`: its delta when it has one, else its
+/// snapshot. `rec` must have passed [`check_record`].
 pub(crate) fn encode_frame(lsn: u64, rec: &Record, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_PREFIX_BYTES]);
@@ -202,7 +213,7 @@ pub(crate) fn encode_frame(lsn: u64, rec: &Record, out: &mut Vec<u8>) {
     let gid = &rec.gid.as_bytes()[..rec.gid.len().min(GID_BYTES_MAX)];
     out.extend_from_slice(&(gid.len() as u16).to_le_bytes());
     out.extend_from_slice(gid);
-    put_fields(rec, out);
+    put_fields(rec, rec.delta.as_deref().unwrap_or(&rec.body), out);
     let payload = &out[start + FRAME_PREFIX_BYTES..];
     let len = payload.len() as u32;
     let crc = crc32fast::hash(payload);
@@ -255,7 +266,8 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates a segment starting at `first_lsn`, with its header written (and, with `fsync`,
-/// made durable together with its directory entry). Returns the open file and its size.
+/// made durable before its name exists: temporary name, sync, rename, sync the directory).
+/// Returns the open file.
 ///
 /// The file is sized to `size_bytes` up front (a sparse file of zeros): an fdatasync after
 /// an append that grows the file must also write the new size, one that stays inside it
@@ -268,11 +280,12 @@ pub(crate) fn create_segment(
     size_bytes: u64,
 ) -> io::Result<File> {
     let path = segment_path(wal_dir, first_lsn);
+    let tmp = path.with_extension("tmp");
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
-        .open(&path)?;
+        .open(&tmp)?;
     let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES);
     header.extend_from_slice(SEGMENT_MAGIC);
     header.push(SEGMENT_FORMAT);
@@ -282,9 +295,26 @@ pub(crate) fn create_segment(
     file.set_len(size_bytes.max(SEGMENT_HEADER_BYTES as u64))?;
     if fsync {
         file.sync_all()?;
+    }
+    fail::fail_point!("wal-segment-before-rename", |_| Err(io::Error::other(
+        "failpoint wal-segment-before-rename"
+    )));
+    fs::rename(&tmp, &path)?;
+    if fsync {
         sync_dir(wal_dir)?;
     }
     Ok(file)
+}
+
+/// Removes segment files a crash left half-created (`*.tmp`): they never held a record.
+pub(crate) fn remove_temporaries(wal_dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(wal_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// What one segment holds.
@@ -296,6 +326,9 @@ pub(crate) struct SegmentScan {
     pub file_bytes: u64,
     /// Something other than zeros follows the valid frames.
     pub torn: bool,
+    /// No header at all: the file is shorter than one, or all zeros. Only the newest segment
+    /// may be blank (it holds nothing that was acknowledged).
+    pub blank: bool,
 }
 
 impl SegmentScan {
@@ -314,22 +347,23 @@ pub(crate) fn scan_segment(path: &Path, first_lsn: u64) -> Result<SegmentScan> {
         valid_bytes: 0,
         file_bytes,
         torn: false,
+        blank: false,
     };
-    if bytes.len() < SEGMENT_HEADER_BYTES {
-        // Created but its header never reached the disk: an empty, torn segment.
-        scan.torn = !bytes.is_empty();
+    if bytes.len() < SEGMENT_HEADER_BYTES || bytes.iter().all(|&b| b == 0) {
+        // Created, but its header never reached the disk.
+        scan.blank = true;
         return Ok(scan);
     }
     let (header, mut rest) = bytes.split_at(SEGMENT_HEADER_BYTES);
     if &header[..8] != SEGMENT_MAGIC {
         return Err(StoreError::Corrupt(format!(
-            "{}: not a wal segment",
+            "{} at byte 0: not a wal segment (no header)",
             path.display()
         )));
     }
     if header[8] != SEGMENT_FORMAT {
         return Err(StoreError::Corrupt(format!(
-            "{}: unknown segment format {}",
+            "{} at byte 8: unknown segment format {}",
             path.display(),
             header[8]
         )));
@@ -338,7 +372,7 @@ pub(crate) fn scan_segment(path: &Path, first_lsn: u64) -> Result<SegmentScan> {
     lsn_bytes.copy_from_slice(&header[16..24]);
     if u64::from_le_bytes(lsn_bytes) != first_lsn {
         return Err(StoreError::Corrupt(format!(
-            "{}: header names another lsn",
+            "{} at byte 16: the header names another first lsn",
             path.display()
         )));
     }
@@ -383,6 +417,7 @@ mod tests {
             parked: true,
             created_at: Timestamp(123),
             body: vec![7; 40],
+            delta: None,
         }
     }
 

@@ -170,10 +170,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Unsynced writes made before these requests go first, so one gid's records
+            // reach the log in the order they were made (a delta must follow its base). Any
+            // made before a request in `batch` is in `Lazy` by now.
+            let stopping = batch.iter().any(|r| matches!(r, Req::Stop(_)));
+            self.take_lazy(stopping);
             let acks = self.encode(&mut batch, &mut stop);
-            // Unsynced writes queued before these requests ride along (and after a stop,
-            // none are taken any more).
-            self.take_lazy(stop.is_some());
             let force = !acks.is_empty() || stop.is_some();
             self.commit(acks, force);
             if stop.is_some() {
@@ -277,8 +279,10 @@ impl Writer {
             .map(|t| t + Duration::from_millis(self.cfg.lazy_flush_ms))
     }
 
-    fn push_record(&mut self, rec: Record) {
+    fn push_record(&mut self, mut rec: Record) {
         wal::encode_frame(self.next_lsn, &rec, &mut self.buf);
+        // Readers get the snapshot; the delta was only for the log.
+        rec.delta = None;
         self.next_lsn += 1;
         self.unsynced.push(Arc::new(rec));
         self.buffered_records += 1;
