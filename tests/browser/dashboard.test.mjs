@@ -8,8 +8,11 @@
 // overview is copied to docs/dashboard.png when UPDATE_SCREENSHOT=1.
 //
 // Guards against: a dashboard that renders but cannot act, user data interpreted as HTML,
-// a script blocked by the server's CSP (any console error fails the test), and a UI whose
-// state disagrees with the API's.
+// a script blocked by the server's CSP (any console error fails the test), a UI whose
+// state disagrees with the API's, screenshots taken before the page's data arrived (every
+// shot first waits for the route, the live counters and the chart), and a control a screen
+// reader cannot name (each page state's accessibility tree, as Chromium computes it, is
+// checked: every button, link, field and select has an accessible name).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,8 +63,65 @@ async function until(what, fn, ms = STEP_MS) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function shot(name, fullPage = true) {
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
+/**
+ * Waits until page `p` shows its data: the route in the address bar rendered, the node name,
+ * every live counter and the throughput chart filled in (they start as "–").
+ */
+async function loaded(p = page) {
+  await p.waitForFunction(() => {
+    const v = document.getElementById('view');
+    if (document.getElementById('login')) return true; // the login page has no data to wait for
+    if (v.dataset.route === undefined || v.dataset.route !== (location.hash || '#/')) return false;
+    if (!document.getElementById('node').textContent) return false;
+    const ids = ['stat-active', 'stat-parked', 'stat-succeeded', 'stat-failed', 'stat-rate'];
+    if (ids.some((id) => document.getElementById(id).textContent.trim() === '–')) return false;
+    return Number(document.getElementById('throughput').dataset.points || 0) >= 2;
+  });
+}
+
+/** Roles a user operates; each needs an accessible name. */
+const CONTROL_ROLES = new Set(['button', 'link', 'textbox', 'searchbox', 'combobox', 'listbox',
+  'checkbox', 'radio', 'spinbutton', 'slider', 'switch', 'tab', 'menuitem', 'textarea',
+  // Chromium's own roles for date and time fields.
+  'DateTime', 'Date', 'InputTime']);
+
+/**
+ * Every control in `p`'s accessibility tree (Chromium's own computation, through the DevTools
+ * protocol) has a non-empty accessible name. `where` names the page state in the failure.
+ */
+async function assertNamedControls(p, where) {
+  const cdp = await p.context().newCDPSession(p);
+  try {
+    const { nodes } = await cdp.send('Accessibility.getFullAXTree');
+    const unnamed = nodes
+      .filter((n) => !n.ignored && CONTROL_ROLES.has(n.role?.value))
+      .filter((n) => !(n.name?.value || '').trim())
+      .map((n) => `${n.role.value} (backend node ${n.backendDOMNodeId})`);
+    const controls = nodes.filter((n) => !n.ignored && CONTROL_ROLES.has(n.role?.value)).length;
+    assert.ok(controls > 0, `${where}: no controls found: is the tree being read?`);
+    if (unnamed.length) {
+      // Say which elements they are.
+      const described = [];
+      for (const n of nodes.filter((x) => !x.ignored && CONTROL_ROLES.has(x.role?.value) && !(x.name?.value || '').trim())) {
+        const { object } = await cdp.send('DOM.resolveNode', { backendNodeId: n.backendDOMNodeId });
+        const { result } = await cdp.send('Runtime.callFunctionOn', {
+          objectId: object.objectId, returnByValue: true,
+          functionDeclaration: 'function () { return this.outerHTML ? this.outerHTML.slice(0, 160) : String(this.nodeName); }',
+        });
+        described.push(`${n.role.value}: ${result.value}`);
+      }
+      assert.fail(`${where}: controls without an accessible name:\n${described.join('\n')}`);
+    }
+  } finally {
+    await cdp.detach();
+  }
+}
+
+/** A screenshot of page `p` once its data has loaded, after checking its controls' names. */
+async function shot(name, fullPage = true, p = page) {
+  await loaded(p);
+  await assertNamedControls(p, name);
+  await p.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
 /** A participant: /ok succeeds, /fail is a business failure, /flaky is 500 until healed, /down always 500. */
@@ -91,7 +151,7 @@ function startParticipant() {
   });
 }
 
-/** `tandem serve` on port 0; its address is read from its log line `tandem serving addr=...`. */
+/** `tandem serve` on port 0; its address is read from its start-up line `tandem serving ... listen=...`. */
 function startServer(extraEnv = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-browser-'));
   const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--grpc-listen', '', '--data-dir', dir], {
@@ -104,7 +164,7 @@ function startServer(extraEnv = {}) {
     const onData = (d) => {
       s.log += d.toString();
       // eslint-disable-next-line no-control-regex
-      const m = s.log.replace(/\x1b\[[0-9;]*m/g, '').match(/tandem serving addr=(\S+)/);
+      const m = s.log.replace(/\x1b\[[0-9;]*m/g, '').match(/tandem serving.* listen=(\S+)/);
       if (m && !s.url) {
         s.url = `http://${m[1]}`;
         clearTimeout(timer);
@@ -238,7 +298,12 @@ let broken = false;
 function step(name, fn) {
   test(name, async (t) => {
     if (broken) { t.skip('an earlier step failed'); return; }
-    try { await fn(); } catch (e) { broken = true; await shot(`failed-${name.replace(/\W+/g, '-')}`).catch(() => {}); throw e; }
+    try { await fn(); } catch (e) {
+      broken = true;
+      const file = path.join(ARTIFACTS, `failed-${name.replace(/\W+/g, '-')}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      throw e;
+    }
   });
 }
 
@@ -390,6 +455,9 @@ step('parked list: force stop with a reason, recorded and shown as text', async 
 
   const r = await api('GET', '/v1/transactions/payout-park-stop');
   assert.equal(r.body.status, 'failed');
+  assert.ok(r.body.branches.every((b) => b.status !== 'running'), JSON.stringify(r.body.branches));
+  const shown = await page.$$eval('#branch-table tbody tr', (trs) => trs.map((tr) => tr.cells[2].textContent));
+  assert.ok(!shown.includes('running'), shown.join('; '));
   assert.ok(r.body.history.some((h) => h.reason === reason), JSON.stringify(r.body.history));
 });
 
@@ -441,7 +509,7 @@ step('login: a 401 asks for a token, which is then sent as a bearer header; log 
     await p.goto(guarded.url + '/#/parked');
     await p.waitForSelector('#login');
     assert.equal(await p.isVisible('#logout'), false);
-    await p.screenshot({ path: path.join(ARTIFACTS, '11-login.png') });
+    await shot('11-login', false, p);
 
     await p.fill('#login-token', 'wrong');
     await p.click('#login-submit');

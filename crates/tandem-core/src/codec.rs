@@ -93,7 +93,9 @@ struct BranchOut<'a> {
     branch_id: &'a str,
     op: Op,
     target: &'a str,
-    /// `None`: the same payload as the previous branch of the list.
+    /// `None`: the same payload as the previous branch of the list. As bytes (one copy), which
+    /// postcard writes exactly as it writes a sequence of u8.
+    #[serde(with = "serde_bytes")]
     payload: Option<&'a [u8]>,
     status: BranchStatus,
     attempts: u32,
@@ -107,6 +109,7 @@ struct BranchIn {
     branch_id: String,
     op: Op,
     target: String,
+    #[serde(with = "serde_bytes")]
     payload: Option<Vec<u8>>,
     status: BranchStatus,
     attempts: u32,
@@ -459,6 +462,7 @@ mod v1 {
         branch_id: String,
         op: Op,
         target: String,
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         status: BranchStatus,
         attempts: u32,

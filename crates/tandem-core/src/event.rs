@@ -112,6 +112,13 @@ pub enum ApplyError {
         status: &'static str,
         what: &'static str,
     },
+    /// An operator action (retry, stop) on a transaction that has already ended.
+    #[error("transaction {gid} has already ended ({status}); {what} would change nothing")]
+    Ended {
+        gid: String,
+        status: &'static str,
+        what: &'static str,
+    },
     #[error("{kind} transactions do not accept {what}")]
     WrongKind {
         kind: &'static str,
@@ -142,7 +149,8 @@ impl Transaction {
     ///
     /// Events for a final transaction change nothing and return no commands (an ended
     /// transaction never changes), except that client requests that would need a different
-    /// ending are refused.
+    /// ending are refused, and so are operator actions (they could only mislead: a retry
+    /// or stop of an ended transaction does nothing).
     pub fn apply(&mut self, event: Event, now: Timestamp) -> Result<Vec<Command>, ApplyError> {
         if self.is_final() {
             return match event {
@@ -154,6 +162,11 @@ impl Transaction {
                 | Event::Register { .. }
                 | Event::Record { .. }
                 | Event::Conclude { .. } => Err(ApplyError::wrong_status(self, event_name(&event))),
+                Event::Retry { .. } | Event::Stop { .. } => Err(ApplyError::Ended {
+                    gid: self.gid.clone(),
+                    status: self.status.as_str(),
+                    what: event_name(&event),
+                }),
                 _ => Ok(Vec::new()),
             };
         }

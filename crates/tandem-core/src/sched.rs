@@ -228,6 +228,10 @@ pub(crate) fn end(
     for b in tx.branches.iter_mut() {
         b.next_at = None;
         b.in_flight = false;
+        // No call follows an end: a call that never got its answer stays unknown for good.
+        if b.status == BranchStatus::Running {
+            b.status = BranchStatus::Unknown;
+        }
     }
     out.persist(sync);
     out.push(Command::Done { status });

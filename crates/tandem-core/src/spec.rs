@@ -85,7 +85,7 @@ pub enum SpecError {
     NoParticipants,
     #[error("a message needs one or more branches")]
     NoDeliveries,
-    #[error("{count} {what}; the limit is {max}")]
+    #[error("{count} {what}; the limit is {max} (branches_max)")]
     TooManyBranches {
         what: &'static str,
         count: usize,

@@ -189,13 +189,20 @@ pub enum BranchStatus {
     /// Never needed: e.g. the compensation of a step whose action never started, or phase 2
     /// of a participant that voted read-only.
     Skipped,
+    /// Called, never answered, and no further call will be made because the transaction
+    /// ended (force-stopped, or its action was compensated instead): whether its effect
+    /// happened is not known. Only a final transaction has such branches.
+    Unknown,
 }
 
 impl BranchStatus {
     pub fn is_done(self) -> bool {
         matches!(
             self,
-            BranchStatus::Succeeded | BranchStatus::Failed | BranchStatus::Skipped
+            BranchStatus::Succeeded
+                | BranchStatus::Failed
+                | BranchStatus::Skipped
+                | BranchStatus::Unknown
         )
     }
     pub fn as_str(self) -> &'static str {
@@ -205,6 +212,7 @@ impl BranchStatus {
             BranchStatus::Succeeded => "succeed",
             BranchStatus::Failed => "failed",
             BranchStatus::Skipped => "skipped",
+            BranchStatus::Unknown => "unknown",
         }
     }
 }

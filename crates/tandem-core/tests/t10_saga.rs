@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use tandem_core::{
-    backoff, BranchStatus, CallOutcome, Command, Event, Options, Timestamp, TxStatus,
+    backoff, ApplyError, BranchStatus, CallOutcome, Command, Event, Options, Timestamp, TxStatus,
 };
 
 fn concurrent(orders: Vec<Vec<u16>>) -> Options {
@@ -423,16 +423,45 @@ fn stop_ends_failed_and_final_transactions_never_change() {
         ]
     );
     let before = tx.clone();
-    for e in [
-        Event::Tick,
-        Event::Resume,
-        ok(0, at(2)),
-        Event::Retry { reason: "x".into() },
-    ] {
+    for e in [Event::Tick, Event::Resume, ok(0, at(2))] {
         assert_eq!(apply(&mut tx, e, at(2)), vec![]);
     }
     assert!(tx.apply(Event::Submit, at(2)).is_err());
+    // An operator action on an ended transaction is refused, naming why (the API answers
+    // 409), rather than accepted as a silent no-op.
+    for e in [
+        Event::Retry { reason: "x".into() },
+        Event::Stop { reason: "y".into() },
+    ] {
+        let err = tx.apply(e, at(2)).unwrap_err();
+        assert!(matches!(err, ApplyError::Ended { .. }), "{err}");
+        assert!(err.to_string().contains("already ended (failed)"), "{err}");
+    }
     assert_eq!(tx, before);
+}
+
+/// Guards against: a force-stopped saga whose called-but-unanswered step still shows
+/// `running` forever (the record must stay true: nothing will call it again).
+#[test]
+fn stop_leaves_no_branch_running() {
+    let mut tx = saga(2, Options::default());
+    apply(&mut tx, Event::Start, T0);
+    assert_eq!(tx.branches[0].status, BranchStatus::Running);
+    apply(
+        &mut tx,
+        Event::Stop {
+            reason: "operator".into(),
+        },
+        at(1),
+    );
+    assert_eq!(tx.status, TxStatus::Failed);
+    assert!(tx
+        .branches
+        .iter()
+        .all(|b| b.status != BranchStatus::Running));
+    assert_eq!(tx.branches[0].status, BranchStatus::Unknown);
+    assert_eq!(tx.branches[0].status.as_str(), "unknown");
+    assert!(!tx.branches[0].in_flight);
 }
 
 #[test]

@@ -136,7 +136,7 @@ impl Sim {
                         | Event::Abort
                         | Event::Stop { .. }
                         | Event::Start
-                ),
+                ) || (was_final && matches!(event, Event::Retry { .. })),
                 "{event:?} refused: {e}"
             );
             return;

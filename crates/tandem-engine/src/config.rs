@@ -20,6 +20,9 @@ pub struct EngineConfig {
     /// Park a transaction that stays in one status (and unparked) this long: a stall an
     /// operator should see, not a silent loop. `None` turns the check off.
     pub stuck_after: Option<Duration>,
+    /// How often the coordinator checks its store's health between writes (a store can fail
+    /// in the background); fail-stop follows within this long.
+    pub health_poll: Duration,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +34,7 @@ impl Default for EngineConfig {
             node_name: None,
             limits: tandem_core::Limits::default(),
             stuck_after: Some(Duration::from_secs(3600)),
+            health_poll: Duration::from_millis(100),
         }
     }
 }

@@ -21,7 +21,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tandem_core::{validate_gid, Event, Identity, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
@@ -41,10 +40,6 @@ use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
 use crate::registry::{Claim, Control, INBOX_MAX};
 use crate::shared::{Parts, Phase, Shared};
 use crate::transport::{InProcess, Local, Transport};
-
-/// How often the coordinator looks at its store's health between writes (a store can fail
-/// in the background, e.g. when applying to its table file).
-const HEALTH_POLL: Duration = Duration::from_millis(100);
 
 /// A snapshot of the engine's counters (monotonic since open; totals over
 /// [`EngineMetrics`], which keeps them by type, op and outcome).
@@ -255,7 +250,7 @@ async fn watch_store(shared: Arc<Shared>) {
         tokio::select! {
             biased;
             changed = phase.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(HEALTH_POLL) => {}
+            _ = tokio::time::sleep(shared.config.health_poll) => {}
         }
     }
 }
@@ -287,6 +282,10 @@ pub enum Wait {
     Accepted,
     /// Until it ends (or is parked).
     Outcome,
+    /// Until it ends (or is parked), but no longer than this: past it, the answer is the
+    /// transaction's status when it was accepted (not final, not parked), and it goes on in
+    /// the background. Servers use it so a caller waiting for a result always hears back.
+    OutcomeWithin(std::time::Duration),
 }
 
 impl Coordinator {
@@ -339,7 +338,7 @@ impl Coordinator {
                 return why;
             }
             // Also poll: a store can fail on its own between writes.
-            let _ = tokio::time::timeout(HEALTH_POLL, phase.changed()).await;
+            let _ = tokio::time::timeout(self.shared.config.health_poll, phase.changed()).await;
         }
     }
 
@@ -414,9 +413,9 @@ impl Coordinator {
         self.shared.metrics.started(tx.kind);
         let (started_tx, mut started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
-        let waiter = (wait == Wait::Outcome).then_some(done_tx);
-        // What a `Wait::Accepted` caller hears (computed only for one).
-        let accepted = (wait == Wait::Accepted).then(|| Outcome::of(&tx));
+        let waiter = (wait != Wait::Accepted).then_some(done_tx);
+        // What a caller hears who does not wait for the end (computed only for one).
+        let accepted = (wait != Wait::Outcome).then(|| Outcome::of(&tx));
         let tx_span = span_of(&tx);
         let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
         tokio::spawn(
@@ -439,14 +438,44 @@ impl Coordinator {
                     _ => Err(EngineError::ShuttingDown),
                 },
             },
+            Wait::OutcomeWithin(bound) => match tokio::time::timeout(bound, done).await {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(_)) => match started.try_recv() {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(EngineError::ShuttingDown),
+                },
+                // Not ended within the bound: answer once it is durably accepted.
+                Err(_) => {
+                    started.await.map_err(|_| EngineError::ShuttingDown)??;
+                    accepted.ok_or(EngineError::ShuttingDown)
+                }
+            },
         }
     }
 
     async fn await_existing(&self, old: Transaction, wait: Wait) -> Result<Outcome> {
-        if wait == Wait::Accepted || old.is_final() {
-            return Ok(Outcome::of(&old));
+        match wait {
+            _ if old.is_final() => Ok(Outcome::of(&old)),
+            Wait::Accepted => Ok(Outcome::of(&old)),
+            Wait::Outcome => self.wait(&old.gid).await,
+            Wait::OutcomeWithin(bound) => Ok(self
+                .wait_within(&old.gid, bound)
+                .await?
+                .unwrap_or_else(|| Outcome::of(&old))),
         }
-        self.wait(&old.gid).await
+    }
+
+    /// As [`Coordinator::wait`], for at most `bound`: `None` when `gid` has neither ended
+    /// nor been parked by then (it goes on in the background).
+    pub async fn wait_within(
+        &self,
+        gid: &str,
+        bound: std::time::Duration,
+    ) -> Result<Option<Outcome>> {
+        match tokio::time::timeout(bound, self.wait(gid)).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Waits until `gid` ends or is parked.

@@ -71,6 +71,8 @@ pub(crate) struct Driver {
     shadow: Option<Shadow>,
     /// The transaction's heuristic outcome has been counted and alerted.
     heuristic_reported: bool,
+    /// What was logged about failed branch calls (rate-limited).
+    call_log: crate::call_log::CallLog,
 }
 
 impl Driver {
@@ -102,6 +104,7 @@ impl Driver {
             phase: (TxStatus::Prepared, Instant::now()),
             shadow,
             heuristic_reported,
+            call_log: Default::default(),
         }
     }
 
@@ -277,7 +280,15 @@ impl Driver {
         let op = self.tx.branches[branch].op;
         self.shared.metrics.call(op, &res.outcome, latency_us);
         if let CallOutcome::Error(e) = &res.outcome {
-            tracing::debug!(gid = %self.gid, branch, op = op.as_str(), error = %e, "branch call failed; will retry");
+            let b = &self.tx.branches[branch];
+            self.call_log.failed(
+                &self.gid,
+                &b.branch_id,
+                op.as_str(),
+                &b.target,
+                e,
+                b.attempts,
+            );
         }
         let event = Event::Answer {
             branch,

@@ -20,6 +20,7 @@
 
 pub mod alert;
 mod api;
+mod call_log;
 pub mod clock;
 pub mod config;
 mod coordinator;

@@ -111,6 +111,9 @@ async fn t11_compensation_first_is_a_null_compensation_and_refuses_the_late_acti
         ("saga", "action", "compensate"),
         ("tcc", "try", "cancel"),
         ("xa", "action", "rollback"),
+        // Bug 5: `/v1/2pc` sends its first phase as op=prepare; a late prepare after the
+        // rollback must be refused too.
+        ("2pc", "prepare", "rollback"),
     ] {
         let g = gid("pg-null");
         let undone = deliver(&mut c, trans_type, &g, undo, false).await.unwrap();

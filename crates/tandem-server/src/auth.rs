@@ -45,7 +45,10 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     match given {
         Some(t) if same(t.as_bytes(), token.expose().as_bytes()) => next.run(req).await,
         Some(_) => unauthorized("the bearer token is not valid"),
-        None => unauthorized("this server requires a token: send Authorization: Bearer <token>"),
+        None => unauthorized(
+            "this server requires a token (its auth_token, TANDEM_AUTH_TOKEN): send \
+             Authorization: Bearer <token>; the tandem CLI sends TANDEM_AUTH_TOKEN when set",
+        ),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Per-call timeout when a transaction does not set `request_timeout`.
     pub request_timeout: Duration,
+    /// Longest a `wait_result` request waits for the outcome before it is answered with
+    /// where the transaction is (`/v1`: 202; DTM API: 425 ONGOING).
+    pub wait_result_max: Duration,
     /// How long in-flight branch calls may run on after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// Transactions held in memory at once; past it, submits get 503 (retry later).
@@ -50,6 +53,41 @@ pub struct ServerConfig {
     /// Log lines as `text` or `json`.
     pub log_format: LogFormat,
 }
+
+/// One setting as people meet it: its TOML key, its environment variable, its default and
+/// what it does. `tandem serve --help` prints this table and docs/operations.md repeats it
+/// (a test keeps the two in step).
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub what: &'static str,
+}
+
+/// Every setting of `tandem serve`.
+pub const SETTINGS: &[Setting] = &[
+    Setting { key: "listen", env: "TANDEM_LISTEN", default: "127.0.0.1:36789", what: "address and port to serve on (flag --listen)" },
+    Setting { key: "grpc_listen", env: "TANDEM_GRPC_LISTEN", default: "127.0.0.1:36790", what: "address of DTM's gRPC API (`dtmgimp.Dtm`, proto/dtmgimp.proto); empty turns it off (flag --grpc-listen)" },
+    Setting { key: "data_dir", env: "TANDEM_DATA_DIR", default: "./tandem-data", what: "directory of the embedded store, created if missing; one server at a time (flag --data-dir)" },
+    Setting { key: "body_bytes_max", env: "TANDEM_BODY_BYTES_MAX", default: "1048576", what: "largest request body in bytes; larger ones get 413 (flag --body-bytes-max)" },
+    Setting { key: "branches_max", env: "TANDEM_BRANCHES_MAX", default: "256", what: "most branches of one transaction, as users count them: saga steps, 2PC participants, TCC branches, message deliveries" },
+    Setting { key: "allowed_hosts", env: "TANDEM_ALLOWED_HOSTS", default: "unset (any host)", what: "branch URLs must name one of these hosts (`host` or `host:port`; comma-separated in the variable)" },
+    Setting { key: "request_timeout_ms", env: "TANDEM_REQUEST_TIMEOUT_MS", default: "30000", what: "timeout of one branch call when the transaction sets none" },
+    Setting { key: "wait_result_max_ms", env: "TANDEM_WAIT_RESULT_MAX_MS", default: "30000", what: "longest a `wait_result` request waits; then /v1 answers 202 with where the transaction is, the DTM API 425 ONGOING" },
+    Setting { key: "shutdown_grace_ms", env: "TANDEM_SHUTDOWN_GRACE_MS", default: "10000", what: "on SIGTERM/SIGINT, how long requests and branch calls in flight may finish (in all, once)" },
+    Setting { key: "active_max", env: "TANDEM_ACTIVE_MAX", default: "100000", what: "transactions held in memory at once; past it, new ones get 503 busy" },
+    Setting { key: "node_name", env: "TANDEM_NODE_NAME", default: "unset (the name the data directory was created with; `tandem` for a new one)", what: "the node name this server must have: a new data directory records it, one created under another name is refused; generated gids and XA ids start with it" },
+    Setting { key: "auth_token", env: "TANDEM_AUTH_TOKEN", default: "unset", what: "require `Authorization: Bearer <token>` on `/v1`, `/api/...` and `/metrics`; `tandem tx --server` sends it from the same variable" },
+    Setting { key: "metrics_public", env: "TANDEM_METRICS_PUBLIC", default: "false", what: "leave `/metrics` open when a token is set" },
+    Setting { key: "ping_public", env: "TANDEM_PING_PUBLIC", default: "false", what: "leave `/api/ping` open when a token is set" },
+    Setting { key: "stuck_after_ms", env: "TANDEM_STUCK_AFTER_MS", default: "3600000", what: "park a transaction that stays in one status this long (`0`: never)" },
+    Setting { key: "alert_webhook_url", env: "TANDEM_ALERT_WEBHOOK_URL", default: "unset", what: "POST a JSON alert here for every parked transaction" },
+    Setting { key: "alert_attempts_max", env: "TANDEM_ALERT_ATTEMPTS_MAX", default: "5", what: "attempts per alert (backoff 1 s doubling to 30 s), then it is counted as failed" },
+    Setting { key: "otlp_endpoint", env: "TANDEM_OTLP_ENDPOINT", default: "unset", what: "export spans with OTLP/HTTP JSON to `<endpoint>/v1/traces` (also `OTEL_EXPORTER_OTLP_ENDPOINT`)" },
+    Setting { key: "service_name", env: "TANDEM_SERVICE_NAME", default: "tandem", what: "the spans' `service.name`" },
+    Setting { key: "log_format", env: "TANDEM_LOG_FORMAT", default: "text", what: "`text` or `json` log lines on stderr (flag --log-json); text has colours only on a terminal; the level is `TANDEM_LOG` (e.g. `info`, `tandem_engine=debug`)" },
+];
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -133,6 +171,7 @@ impl Default for ServerConfig {
             branches_max: 256,
             allowed_hosts: None,
             request_timeout: Duration::from_secs(30),
+            wait_result_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             active_max: 100_000,
             node_name: None,
@@ -161,6 +200,7 @@ pub struct ConfigLayer {
     pub branches_max: Option<usize>,
     pub allowed_hosts: Option<Vec<String>>,
     pub request_timeout_ms: Option<u64>,
+    pub wait_result_max_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub active_max: Option<usize>,
     pub node_name: Option<String>,
@@ -208,12 +248,9 @@ impl ConfigLayer {
         })
     }
 
-    /// Reads `TANDEM_LISTEN`, `TANDEM_GRPC_LISTEN`, `TANDEM_DATA_DIR`, `TANDEM_BODY_BYTES_MAX`, `TANDEM_BRANCHES_MAX`,
-    /// `TANDEM_ALLOWED_HOSTS` (comma-separated), `TANDEM_REQUEST_TIMEOUT_MS`,
-    /// `TANDEM_SHUTDOWN_GRACE_MS`, `TANDEM_ACTIVE_MAX`, `TANDEM_NODE_NAME`, `TANDEM_AUTH_TOKEN`,
-    /// `TANDEM_METRICS_PUBLIC`, `TANDEM_PING_PUBLIC`, `TANDEM_STUCK_AFTER_MS`,
-    /// `TANDEM_ALERT_WEBHOOK_URL`, `TANDEM_ALERT_ATTEMPTS_MAX`, `TANDEM_OTLP_ENDPOINT` (or the
-    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`), `TANDEM_SERVICE_NAME`, `TANDEM_LOG_FORMAT`.
+    /// Reads the `TANDEM_*` variable of every setting in [`SETTINGS`]
+    /// (`TANDEM_ALLOWED_HOSTS` comma-separated; `TANDEM_OTLP_ENDPOINT` or the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub fn from_env() -> Result<ConfigLayer, ConfigError> {
         fn get<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError>
         where
@@ -241,6 +278,7 @@ impl ConfigLayer {
                     .collect()
             }),
             request_timeout_ms: get("TANDEM_REQUEST_TIMEOUT_MS")?,
+            wait_result_max_ms: get("TANDEM_WAIT_RESULT_MAX_MS")?,
             shutdown_grace_ms: get("TANDEM_SHUTDOWN_GRACE_MS")?,
             active_max: get("TANDEM_ACTIVE_MAX")?,
             node_name: get("TANDEM_NODE_NAME")?,
@@ -283,6 +321,9 @@ impl ServerConfig {
         }
         if let Some(v) = layer.request_timeout_ms {
             self.request_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = layer.wait_result_max_ms {
+            self.wait_result_max = Duration::from_millis(v);
         }
         if let Some(v) = layer.shutdown_grace_ms {
             self.shutdown_grace = Duration::from_millis(v);
@@ -362,6 +403,51 @@ mod tests {
         assert!(
             toml::from_str::<ConfigLayer>("lisen = \"x\"").is_err(),
             "unknown keys are refused"
+        );
+    }
+
+    /// Every key of the settings table is a key the TOML file accepts, and every key the
+    /// file accepts is in the table (so `serve --help` and the docs list them all).
+    #[test]
+    fn settings_table_is_complete() {
+        for s in SETTINGS {
+            let value = match s.key {
+                "listen" | "grpc_listen" => "\"127.0.0.1:1\"".to_string(),
+                "data_dir" | "node_name" | "auth_token" | "alert_webhook_url" | "otlp_endpoint"
+                | "service_name" => "\"x\"".into(),
+                "allowed_hosts" => "[\"x\"]".into(),
+                "metrics_public" | "ping_public" => "true".into(),
+                "log_format" => "\"json\"".into(),
+                _ => "1".into(),
+            };
+            let text = format!("{} = {value}", s.key);
+            toml::from_str::<ConfigLayer>(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(s.env, format!("TANDEM_{}", s.key.to_uppercase()));
+        }
+        // The defaults the table states are the code's defaults.
+        let stated: String = SETTINGS
+            .iter()
+            .filter(|s| !s.default.starts_with("unset"))
+            .map(|s| {
+                let raw = s.default.parse::<f64>().is_ok() || s.default.parse::<bool>().is_ok();
+                match raw {
+                    true => format!("{} = {}\n", s.key, s.default),
+                    false => format!("{} = {:?}\n", s.key, s.default),
+                }
+            })
+            .collect();
+        let layer: ConfigLayer = toml::from_str(&stated).expect("the stated defaults parse");
+        assert_eq!(
+            format!("{:?}", ServerConfig::default().apply(layer)),
+            format!("{:?}", ServerConfig::default()),
+            "a default in SETTINGS differs from ServerConfig::default()"
+        );
+        let debug = format!("{:?}", ConfigLayer::default());
+        let fields = debug.matches(": None").count();
+        assert_eq!(
+            fields,
+            SETTINGS.len(),
+            "a ConfigLayer field is missing from SETTINGS"
         );
     }
 }

@@ -57,7 +57,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => ApiError::not_found(msg),
             EngineError::Spec(e) | EngineError::Refused(ApplyError::Spec(e)) => e.into(),
             EngineError::Refused(r) => match r {
-                ApplyError::WrongStatus { .. } => {
+                ApplyError::WrongStatus { .. } | ApplyError::Ended { .. } => {
                     ApiError::new(StatusCode::CONFLICT, "wrong_status", msg)
                 }
                 ApplyError::BranchConflict { .. } => {

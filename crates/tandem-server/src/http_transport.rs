@@ -97,7 +97,7 @@ impl HttpTransport {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| crate::net_error::describe(&e, url))?;
             let status = response.status().as_u16();
             let _ = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
                 .collect()
@@ -242,7 +242,7 @@ impl HttpTransport {
         };
         let response = match self.client.request(request).await {
             Ok(r) => r,
-            Err(e) => return CallOutcome::Error(format!("{target}: {e}")).into(),
+            Err(e) => return CallOutcome::Error(crate::net_error::describe(&e, target)).into(),
         };
         let status = response.status().as_u16();
         let body = match Limited::new(response.into_body(), ANSWER_BYTES_MAX)

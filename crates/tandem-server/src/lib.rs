@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod body_limit;
 pub mod branches;
 pub mod config;
 pub mod dashboard;
@@ -22,6 +23,7 @@ pub mod grpc;
 pub mod health;
 pub mod http_transport;
 pub mod metrics;
+pub mod net_error;
 pub mod otlp;
 pub mod target;
 pub mod topics;
@@ -119,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_limit::explain,
+        ))
         .layer(axum::middleware::from_fn(trace::capture))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -127,25 +133,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves HTTP on `cfg.listen` and, unless it is off, DTM's gRPC API on `cfg.grpc_listen`
-/// until `shutdown` resolves, then drains: stop accepting, let in-flight requests and branch
-/// calls run up to `shutdown_grace`, flush and close the log.
+/// Serves until `shutdown` resolves, then drains: stop accepting, let in-flight requests and
+/// branch calls run up to `shutdown_grace`, flush and close the log.
 pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let grpc =
-        match cfg.grpc_listen {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("gRPC listener on {addr}: {e}"))
-            })?),
-            None => None,
-        };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow_like::Error::listen(cfg.listen, e))?;
+    let grpc = match cfg.grpc_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow_like::Error::grpc_listen(addr, e))?,
+        ),
+        None => None,
+    };
     serve_with(listener, grpc, cfg, shutdown).await
 }
 
-/// As [`serve`], HTTP only, on a listener the caller bound (tests bind port 0).
+/// As [`serve`], on a listener the caller bound (tests bind port 0).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     cfg: ServerConfig,
@@ -154,14 +162,17 @@ pub async fn serve_on(
     serve_with(listener, None, cfg, shutdown).await
 }
 
-/// As [`serve`], on listeners the caller bound: HTTP on `listener`, gRPC on `grpc` if given.
+/// As [`serve`], on listeners the caller bound: HTTP on `listener`, DTM's gRPC API on
+/// `grpc` if given.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     grpc: Option<tokio::net::TcpListener>,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
-    let coord = open_coordinator(&cfg).await?;
+    let coord = open_coordinator(&cfg)
+        .await
+        .map_err(|e| anyhow_like::Error::data_dir(&cfg.data_dir, e))?;
     if let Some(url) = &cfg.alert_webhook_url {
         alerts::spawn(
             &coord,
@@ -171,14 +182,20 @@ pub async fn serve_with(
         );
     }
     let grace = cfg.shutdown_grace;
+    let addr = listener.local_addr()?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     let state = AppState {
         coord: coord.clone(),
         cfg: Arc::new(cfg),
     };
     let app = router(state.clone());
-    tracing::info!(addr = %listener.local_addr()?, "tandem serving");
+    tracing::info!(
+        listen = %addr,
+        data_dir = %data_dir.display(),
+        "tandem serving; dashboard at http://{addr}/"
+    );
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    // The gRPC API stops accepting when HTTP does (same signal, fanned out).
+    // The gRPC API stops accepting when HTTP does (the same signal, fanned out).
     let (grpc_stop_tx, grpc_stop) = tokio::sync::watch::channel(false);
     let grpc_task = match grpc {
         Some(l) => {
@@ -202,9 +219,10 @@ pub async fn serve_with(
         let _ = stopped_tx.send(());
     });
     let server = tokio::spawn(async move { server.await });
-    // Once shutdown starts, requests in flight get `grace` to finish. If the log fails first,
-    // the coordinator has stopped acting (fail-stop): stop serving at once and report it, so
-    // the process exits and its supervisor restarts it from the log.
+    // Once shutdown starts, requests and branch calls in flight share one grace period:
+    // the requests' drain and the engine's drain end by the same deadline. If the log fails
+    // first, the coordinator has stopped acting (fail-stop): stop serving at once and report
+    // it, so the process exits and its supervisor restarts it from the log.
     tokio::select! {
         _ = stopped_rx => {}
         why = coord.failed() => {
@@ -213,35 +231,118 @@ pub async fn serve_with(
             return Err(anyhow_like::Error::Failed(why));
         }
     }
-    tracing::info!("shutting down: draining requests and branch calls");
-    match tokio::time::timeout(grace, server).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining requests and branch calls"
+    );
+    // The engine starts draining at once too, so a request waiting for a transaction is
+    // not what keeps the server up past the deadline.
+    let closing = {
+        let coord = coord.clone();
+        tokio::spawn(async move { coord.close_within(grace).await })
+    };
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
         Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
     }
     if let Some(task) = grpc_task {
-        match tokio::time::timeout(grace, task).await {
+        match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the gRPC server failed"),
             Ok(_) => {}
             Err(_) => tracing::warn!("gRPC requests still running after the grace period"),
         }
     }
-    coord.close_within(grace).await?;
+    closing
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
     tracing::info!("log flushed and closed");
     Ok(())
 }
 
 /// The server's own error for start-up and shutdown (not request errors: see [`error`]).
+/// Start-up errors name the thing (the address, the directory), the reason, and the
+/// setting that changes it.
 pub mod anyhow_like {
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+
+    use tandem_engine::EngineError;
+    use tandem_store::StoreError;
+
     pub type Result<T> = std::result::Result<T, Error>;
 
     #[derive(Debug, thiserror::Error)]
     pub enum Error {
+        #[error("cannot listen on {addr}: {reason}")]
+        Listen { addr: SocketAddr, reason: String },
+        #[error("cannot use the data directory {}: {reason}", path.display())]
+        DataDir { path: PathBuf, reason: String },
         #[error("I/O: {0}")]
         Io(#[from] std::io::Error),
         #[error(transparent)]
-        Engine(#[from] tandem_engine::EngineError),
+        Engine(#[from] EngineError),
         /// The log failed while serving (fail-stop); restart to recover from it.
         #[error("the log failed ({0}); restart to recover from the log")]
         Failed(String),
+    }
+
+    /// `permission denied`, `not a directory`, ...: the kind in words, else the error.
+    pub fn io_reason(e: &std::io::Error) -> String {
+        let kind = e.kind().to_string();
+        match kind.as_str() {
+            "other error" | "uncategorized error" => e.to_string(),
+            _ => kind,
+        }
+    }
+
+    impl Error {
+        pub fn listen(addr: SocketAddr, e: std::io::Error) -> Error {
+            let setting = "choose another address with --listen, TANDEM_LISTEN or `listen` in the config file";
+            Error::listen_as(addr, e, setting)
+        }
+
+        /// DTM's gRPC API could not listen.
+        pub fn grpc_listen(addr: SocketAddr, e: std::io::Error) -> Error {
+            let setting = "choose another address with --grpc-listen, TANDEM_GRPC_LISTEN or \
+                 `grpc_listen` in the config file (empty turns the gRPC API off)";
+            Error::listen_as(addr, e, setting)
+        }
+
+        fn listen_as(addr: SocketAddr, e: std::io::Error, setting: &str) -> Error {
+            let reason = match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "port {} is already in use by another process; stop it, or {setting}",
+                    addr.port()
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("permission denied (ports below 1024 need privileges); {setting}")
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    format!("{} is not an address of this machine; {setting}", addr.ip())
+                }
+                _ => format!("{}; {setting}", io_reason(&e)),
+            };
+            Error::Listen { addr, reason }
+        }
+
+        pub fn data_dir(path: &Path, e: EngineError) -> Error {
+            let setting =
+                "choose another with --data-dir, TANDEM_DATA_DIR or `data_dir` in the config file";
+            let reason = match e {
+                EngineError::Store(StoreError::InUse(_)) => format!(
+                    "it is in use by another tandem process (one server per data directory); \
+                     stop that one, or {setting}"
+                ),
+                EngineError::Store(StoreError::Io(io)) => format!("{}; {setting}", io_reason(&io)),
+                // Anything else the store says about the directory (e.g. a corrupt log).
+                EngineError::Store(other) => other.to_string(),
+                other => return Error::Engine(other),
+            };
+            Error::DataDir {
+                path: path.to_path_buf(),
+                reason,
+            }
+        }
     }
 }

@@ -170,7 +170,12 @@ async fn every_client_mistake_is_a_named_4xx() {
     // Body over the limit: 413 with the JSON shape.
     let big = json!({"steps": [{"action": ok, "compensate": ok, "payload": "x".repeat(10_000)}]});
     let a = post_json("/v1/sagas", big).await;
-    assert_error(&a, 413, "body_too_large", "");
+    assert_error(
+        &a,
+        413,
+        "body_too_large",
+        "limit of 4096 bytes (body_bytes_max",
+    );
 
     // ... and when the length is not declared (chunked): read up to the limit, then 413.
     let a = chunked_post(&s.url, "/v1/sagas", &"x".repeat(10_000)).await;
@@ -189,7 +194,12 @@ async fn every_client_mistake_is_a_named_4xx() {
     assert_eq!(post_json("/v1/sagas", four).await.status, 200);
     let many = json!({"steps": [step, step, step, step, step]});
     let a = post_json("/v1/sagas", many).await;
-    assert_error(&a, 400, "too_many_branches", "5 steps; the limit is 4");
+    assert_error(
+        &a,
+        400,
+        "too_many_branches",
+        "5 steps; the limit is 4 (branches_max)",
+    );
     let a = post_json(
         "/v1/sagas",
         json!({"steps": [{"action": "ftp://127.0.0.1/a", "compensate": ok}]}),

@@ -8,6 +8,8 @@
 
 mod t10_v1_common;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use t10_v1_common::{Branches, Server};
 
@@ -534,4 +536,108 @@ async fn openapi_document_names_every_endpoint() {
         );
     }
     s.stop().await;
+}
+
+/// Guards against (issue 16): a `wait_result` request that waits as long as a failing
+/// branch's retries (~25 minutes by default) with no answer. Each waiting endpoint answers
+/// within `wait_result_max_ms`: `/v1` with 202 and where the transaction is (the last error
+/// names the refused connection), the DTM API with 425 ONGOING; the transaction goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_result_answers_within_wait_result_max() {
+    let bound = Duration::from_millis(1500);
+    let s = Server::start(|c| c.wait_result_max = bound).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = format!("http://{closed}/debit");
+
+    // A saga.
+    let t0 = Instant::now();
+    let (st, v) = s
+        .http
+        .post(
+            "/v1/sagas",
+            json!({"gid": "w-saga", "wait_result": true,
+                   "steps": [{"action": dead, "compensate": dead}]}),
+        )
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(st, 202, "{v}");
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(v["gid"], "w-saga");
+    assert_eq!(v["status"], "submitted");
+    let last = v["last_error"].as_str().unwrap();
+    assert!(
+        last.contains(&format!("connection refused to {closed}")),
+        "{last}"
+    );
+    assert!(last.contains(&dead), "{last}");
+    assert_eq!(v["transaction"]["branches"][0]["status"], "running", "{v}");
+    assert!(v["waited_ms"].as_u64().unwrap() >= 1500, "{v}");
+
+    // The same request again (idempotent) also answers within the bound.
+    let t0 = Instant::now();
+    let (st, _) = s
+        .http
+        .post(
+            "/v1/sagas",
+            json!({"gid": "w-saga", "wait_result": true,
+                   "steps": [{"action": dead, "compensate": dead}]}),
+        )
+        .await;
+    assert_eq!(st, 202);
+    assert!(t0.elapsed() < bound + Duration::from_secs(2));
+
+    // A TCC submit.
+    let (st, _) = s.http.post("/v1/tcc", json!({"gid": "w-tcc"})).await;
+    assert_eq!(st, 200);
+    let (st, v) = s
+        .http
+        .post(
+            "/v1/tcc/w-tcc/branches",
+            json!({"branch_id": "b1", "confirm": dead, "cancel": dead}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let t0 = Instant::now();
+    let (st, v) = s
+        .http
+        .post("/v1/tcc/w-tcc/submit", json!({"wait_result": true}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    assert!(t0.elapsed() < bound + Duration::from_secs(2));
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{v}"
+    );
+
+    // DTM's submit with wait_result: 425 ONGOING.
+    let t0 = Instant::now();
+    let (st, v) = s
+        .http
+        .post(
+            "/api/dtmsvr/submit",
+            json!({"gid": "w-dtm", "trans_type": "saga", "wait_result": true,
+                   "steps": [{"action": dead, "compensate": dead}], "payloads": [""]}),
+        )
+        .await;
+    assert_eq!(st, 425, "{v}");
+    assert_eq!(v["dtm_result"], "ONGOING", "{v}");
+    assert!(t0.elapsed() < bound + Duration::from_secs(2));
+
+    // An unknown DTM path: 404 with /v1's JSON body.
+    let (st, v) = s.http.get("/api/dtmsvr/noSuchThing").await;
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["code"], "not_found", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/api/dtmsvr/noSuchThing"));
 }

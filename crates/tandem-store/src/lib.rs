@@ -50,6 +50,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("redb: {0}")]
     Redb(String),
+    /// Another process (or another store in this one) has the directory open.
+    #[error("{0} is in use by another process (one coordinator per data directory)")]
+    InUse(std::path::PathBuf),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]

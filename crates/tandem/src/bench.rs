@@ -64,6 +64,7 @@ pub struct EmbeddedArgs {
     /// Seconds to measure (after a short warm-up).
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// The protocol of each 2-step transaction.
     #[arg(long, value_enum, default_value_t = Kind::Saga)]
     kind: Kind,
     /// Where to make the fresh data directories (removed afterwards).

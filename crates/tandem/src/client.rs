@@ -83,12 +83,10 @@ impl ServerClient {
             .with_context(|| format!("invalid request URL {url}"))?;
         let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let res = self.http.request(req).await.map_err(|e| {
-                let cause = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
                 anyhow::anyhow!(
-                    "cannot reach the tandem server at {} ({e}{cause}); is `tandem serve` running there?",
-                    self.base
+                    "cannot reach the tandem server at {}: {}; is `tandem serve` running there?",
+                    self.base,
+                    tandem_server::net_error::describe(&e, &self.base)
                 )
             })?;
             let status = res.status();
@@ -108,6 +106,14 @@ impl ServerClient {
             )
         })??;
         let (status, body) = answer;
+        if status == hyper::StatusCode::UNAUTHORIZED {
+            let what = if self.token.is_some() {
+                "the token in TANDEM_AUTH_TOKEN is not the server's"
+            } else {
+                "the server requires a token: set TANDEM_AUTH_TOKEN to its auth_token"
+            };
+            bail!("server answered 401 to {url}: {what}");
+        }
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&body) {
                 Ok(e) => anyhow::anyhow!(

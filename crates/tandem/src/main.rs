@@ -1,7 +1,11 @@
 //! `tandem`: the command line. Run the server (`serve`), inspect and operate on transactions
 //! (`tx list|show` on a data directory or `--server`, `tx retry|stop --server`) and measure
-//! the coordinator (`bench embedded`). Errors are reported with anyhow; the exit code is
-//! non-zero on any failure.
+//! the coordinator (`bench embedded`).
+//!
+//! Exit codes: 0 success; 2 a usage error (clap's: unknown flag, missing argument); 1 any
+//! other failure. A failure prints `error: ...` and its causes, each once, and never a
+//! stack backtrace (whatever `RUST_BACKTRACE` says): it is a message for the user, not a
+//! crash report.
 
 mod bench;
 mod client;
@@ -20,7 +24,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "tandem",
     version,
-    about = "Tandem: a distributed transaction coordinator (sagas, 2PC, TCC, messages)"
+    about = "Tandem: a distributed transaction coordinator (sagas, 2PC, TCC, messages)",
+    after_help = "Start with `tandem serve`, then see `tandem tx --help`. Docs: README.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,9 +34,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the coordinator server (embedded store in --data-dir).
+    /// Run the coordinator server: the /v1 API, the DTM-compatible API, the dashboard.
     Serve(serve::ServeArgs),
-    /// Inspect transactions in a data directory (the coordinator using it must be stopped).
+    /// Inspect and operate on transactions: of a running server (--server URL), or in a
+    /// data directory no server is using (--data-dir).
+    #[command(long_about = tx_cmd::LONG_ABOUT)]
     Tx {
         #[command(subcommand)]
         cmd: tx_cmd::TxCmd,
@@ -43,17 +50,84 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .global_queue_interval(16)
         .enable_all()
-        .build()?;
-    rt.block_on(async {
-        match cli.cmd {
-            Cmd::Serve(args) => serve::run(args).await,
-            Cmd::Tx { cmd } => tx_cmd::run(cmd).await,
-            Cmd::Bench { cmd } => bench::run(cmd).await,
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                match cli.cmd {
+                    Cmd::Serve(args) => serve::run(args).await,
+                    Cmd::Tx { cmd } => tx_cmd::run(cmd).await,
+                    Cmd::Bench { cmd } => bench::run(cmd).await,
+                }
+            })
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", report(&e));
+            std::process::ExitCode::FAILURE
         }
-    })
+    }
+}
+
+/// `error: <what>` and then each cause on its own line, skipping a cause whose text the
+/// line above already contains (so nothing is said twice). No backtrace.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = format!("error: {e}");
+    let mut above = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if above.contains(&text) {
+            continue;
+        }
+        out.push_str(&format!("\n  because: {text}"));
+        above = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_said_once() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner).context("writing the log: disk on fire");
+        assert_eq!(report(&e), "error: writing the log: disk on fire");
+        let e = anyhow::Error::new(std::io::Error::other("denied")).context("opening x");
+        assert_eq!(report(&e), "error: opening x\n  because: denied");
+    }
+
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tandem", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:#?}");
+        Cli::command().debug_assert();
+    }
 }

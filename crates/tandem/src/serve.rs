@@ -1,31 +1,55 @@
 //! `tandem serve`: settings from the config file, then `TANDEM_*` environment variables,
 //! then flags; runs until SIGTERM or SIGINT, then shuts down gracefully.
+//!
+//! Logs go to stderr: text (with colours only when stderr is a terminal, so a log file holds
+//! plain text) or JSON lines.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use tandem_server::config::LogFormat;
+use tandem_server::config::{LogFormat, SETTINGS};
 use tandem_server::{ConfigLayer, ServerConfig};
 
+/// `serve --help`'s table of every setting, its variable and default (from
+/// [`tandem_server::config::SETTINGS`], as docs/operations.md lists them).
+fn settings_help() -> String {
+    let mut out = String::from(
+        "Settings: each comes from the TOML file (--config FILE, key as below), then its \
+         TANDEM_* environment variable, then a flag where there is one; each overrides the \
+         one before.\n\n",
+    );
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "  {:<20} {:<27} [default: {}]\n      {}\n",
+            s.key, s.env, s.default, s.what
+        ));
+    }
+    out.push_str("\nTANDEM_LOG sets the log level (e.g. info, tandem_engine=debug).");
+    out
+}
+
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = settings_help(), after_help = "Every setting, its TANDEM_* variable and default: tandem serve --help")]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:36789].
+    /// Address to listen on (TANDEM_LISTEN) [default: 127.0.0.1:36789].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Address of DTM's gRPC API; empty turns it off [default: 127.0.0.1:36790].
+    /// Address of DTM's gRPC API; empty turns it off (TANDEM_GRPC_LISTEN)
+    /// [default: 127.0.0.1:36790].
     #[arg(long)]
     grpc_listen: Option<tandem_server::config::OptionalAddr>,
-    /// Directory of the embedded store [default: ./tandem-data].
+    /// Directory of the embedded store, created if missing (TANDEM_DATA_DIR)
+    /// [default: ./tandem-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A TOML file with any of the settings (see README).
+    /// A TOML file with any of the settings listed below.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Largest request body, in bytes [default: 1048576].
+    /// Largest request body, in bytes (TANDEM_BODY_BYTES_MAX) [default: 1048576].
     #[arg(long)]
     body_bytes_max: Option<usize>,
-    /// Log as JSON lines instead of text (also `log_format = "json"`, `TANDEM_LOG_FORMAT`).
+    /// Log as JSON lines instead of text (also `log_format = "json"`, TANDEM_LOG_FORMAT).
     #[arg(long)]
     log_json: bool,
 }
@@ -49,6 +73,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| "info".into());
     let sub = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     if cfg.log_format == LogFormat::Json {
         sub.json().init();
@@ -62,7 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         alerts = cfg.alert_webhook_url.is_some(),
         "settings loaded"
     );
-    let listen = cfg.listen;
+    // Other start-up errors name the address or directory and the setting themselves.
     match tandem_server::serve(cfg, shutdown_signal()).await {
         // Fail-stop: the log failed; exit at once (no graceful flush of a failed log) with a
         // code of its own, so the supervisor restarts the server and the restart recovers.
@@ -70,7 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("tandem: the log failed ({why}); exiting so a restart recovers from it");
             std::process::exit(EXIT_LOG_FAILED);
         }
-        r => r.with_context(|| format!("serving on {listen}"))?,
+        r => r?,
     }
     Ok(())
 }

@@ -14,18 +14,31 @@ use clap::{Args, Subcommand};
 use tandem_core::{TxKind, TxStatus};
 use tandem_server::v1::view::{TxSummary, TxView};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
-use tandem_store::{ListQuery, Store};
+use tandem_store::{ListQuery, Store, StoreError};
 
 use crate::client::{ListFilter, ServerClient};
 use crate::tx_print;
+
+/// `tandem tx --help`: the two ways of reaching transactions.
+pub const LONG_ABOUT: &str = "\
+Inspect and operate on transactions, in one of two modes:
+
+  --server URL     ask a running server over its /v1 API (e.g. http://127.0.0.1:36789).
+                   Works while it runs; `retry` and `stop` need it. If the server requires
+                   a token (auth_token), set TANDEM_AUTH_TOKEN to it; the CLI sends it.
+  --data-dir DIR   read the data directory itself (default ./tandem-data). Only while no
+                   server uses it: a running server holds it, and then --server is the way.
+
+TANDEM_SERVER and TANDEM_DATA_DIR set the same as the flags.";
 
 /// Where the transactions are: a running server, or else a data directory.
 #[derive(Args)]
 pub struct Source {
     /// A running server's base URL (e.g. http://127.0.0.1:36789); when given, the
-    /// data directory is not read.
+    /// data directory is not read. Sends TANDEM_AUTH_TOKEN as a bearer token when set.
     #[arg(long, env = "TANDEM_SERVER")]
     server: Option<String>,
+    /// The data directory to read when no --server is given; no server may be using it.
     #[arg(long, env = "TANDEM_DATA_DIR", default_value = "./tandem-data")]
     data_dir: PathBuf,
 }
@@ -36,36 +49,42 @@ pub enum TxCmd {
     List {
         #[command(flatten)]
         source: Source,
-        /// prepared | submitted | aborting | succeed | failed
+        /// Only this status: prepared | submitted | aborting | succeed | failed
         #[arg(long)]
         status: Option<String>,
-        /// saga | 2pc | tcc | msg
-        #[arg(long)]
+        /// Only this type: saga | 2pc | tcc | msg (the API's `type`; --kind is the same)
+        #[arg(long = "type", visible_alias = "kind", value_name = "TYPE")]
         kind: Option<String>,
-        /// Only parked transactions.
+        /// Only parked transactions (waiting for an operator's retry or stop).
         #[arg(long)]
         parked: bool,
         /// Only gids starting with this.
         #[arg(long)]
         gid_prefix: Option<String>,
+        /// Most transactions on one page (1..=1000).
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// The cursor printed at the end of the previous page.
         #[arg(long)]
         cursor: Option<String>,
+        /// Print the page as JSON, with the API's field names
+        /// ({"transactions": [...], "next_cursor": ...}).
         #[arg(long)]
         json: bool,
     },
     /// Show one transaction with its branches, attempts and history.
     Show {
+        /// The transaction's gid.
         gid: String,
         #[command(flatten)]
         source: Source,
+        /// Print it as JSON, as `GET /v1/transactions/{gid}` answers.
         #[arg(long)]
         json: bool,
     },
-    /// Operator: retry a (parked) transaction's unfinished branches now.
+    /// Operator: retry a (parked) transaction's unfinished branches now (needs --server).
     Retry {
+        /// The transaction's gid.
         gid: String,
         /// The running server that drives the transaction.
         #[arg(long, env = "TANDEM_SERVER")]
@@ -73,11 +92,14 @@ pub enum TxCmd {
         /// Why; recorded in the transaction's history.
         #[arg(long)]
         reason: String,
+        /// Print the transaction afterwards as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Operator: force-stop a transaction (it ends failed where its protocol allows).
+    /// Operator: force-stop a transaction (it ends failed where its protocol allows; needs
+    /// --server).
     Stop {
+        /// The transaction's gid.
         gid: String,
         /// The running server that drives the transaction.
         #[arg(long, env = "TANDEM_SERVER")]
@@ -85,15 +107,28 @@ pub enum TxCmd {
         /// Why; recorded in the transaction's history.
         #[arg(long)]
         reason: String,
+        /// Print the transaction afterwards as JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
 fn open(dir: &Path) -> anyhow::Result<RedbStore> {
-    anyhow::ensure!(dir.is_dir(), "no data directory at {}", dir.display());
-    RedbStore::open(dir, RedbConfig::default())
-        .with_context(|| format!("opening {}", dir.display()))
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no data directory at {} (give the server's with --data-dir, or ask a running server \
+         with --server URL)",
+        dir.display()
+    );
+    RedbStore::open(dir, RedbConfig::default()).map_err(|e| match e {
+        StoreError::InUse(_) => anyhow::anyhow!(
+            "the data directory {} is in use by a running tandem server; ask the server \
+             instead, e.g. `tandem tx list --server http://127.0.0.1:36789` (its --listen \
+             address)",
+            dir.display()
+        ),
+        e => anyhow::anyhow!("cannot open the data directory {}: {e}", dir.display()),
+    })
 }
 
 pub async fn run(cmd: TxCmd) -> anyhow::Result<()> {

@@ -2,13 +2,17 @@
 //! and a running server — are first turned into the server's `/v1` view types, so the two
 //! modes print exactly the same thing.
 
-use tandem_server::v1::view::{TxSummary, TxView};
+use tandem_server::v1::view::{TxPage, TxSummary, TxView};
 
-/// A page of a list: `{"transactions": [...], "next": cursor-or-null}` with `--json`.
+/// A page of a list; with `--json` exactly as `GET /v1/transactions` answers it:
+/// `{"transactions": [...], "next_cursor": cursor-or-null}`.
 pub fn list(items: &[TxSummary], next: Option<&str>, json: bool) -> anyhow::Result<()> {
     if json {
-        let v = serde_json::json!({ "transactions": items, "next": next });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let page = TxPage {
+            transactions: items.to_vec(),
+            next_cursor: next.map(str::to_string),
+        };
+        println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(());
     }
     println!(

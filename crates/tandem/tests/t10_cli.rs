@@ -101,7 +101,7 @@ fn list_filter_page_and_show() {
         serde_json::from_slice::<serde_json::Value>(&out).unwrap()
     };
     let p1 = page(None);
-    let next = p1["next"].as_str().unwrap().to_string();
+    let next = p1["next_cursor"].as_str().unwrap().to_string();
     let p2 = page(Some(&next));
     let gids: std::collections::HashSet<String> = p1["transactions"]
         .as_array()

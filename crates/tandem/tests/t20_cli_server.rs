@@ -165,7 +165,7 @@ fn list_show_retry_stop_against_a_server() {
         "--json",
     ]));
     let p1: Value = serde_json::from_str(&out).unwrap();
-    let next = p1["next"].as_str().unwrap().to_string();
+    let next = p1["next_cursor"].as_str().unwrap().to_string();
     let out = stdout(tandem().args([
         "tx",
         "list",
@@ -181,7 +181,7 @@ fn list_show_retry_stop_against_a_server() {
     ]));
     let p2: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(p2["transactions"][0]["gid"], "cli-ok-0", "{p2}");
-    assert!(p2["next"].is_null());
+    assert!(p2["next_cursor"].is_null());
 
     let out = stdout(tandem().args(["tx", "show", "cli-stuck", "--server", &s.url]));
     assert!(

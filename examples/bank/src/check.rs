@@ -136,6 +136,18 @@ impl std::fmt::Display for Report {
 }
 
 /// Runs the load, waits for every transaction to end, and checks the money.
+/// Drops the account and ledger tables of both banks (`POST /admin/teardown`).
+pub async fn teardown(banks: &[String; 2]) -> anyhow::Result<()> {
+    let http = Http::new();
+    for bank in banks {
+        let (status, body) = http
+            .post(&format!("{bank}/admin/teardown"), Some(&json!({})))
+            .await?;
+        anyhow::ensure!(status == 200, "teardown of {bank}: {status} {body}");
+    }
+    Ok(())
+}
+
 pub async fn run(cfg: CheckConfig) -> anyhow::Result<Report> {
     let http = Http::new();
     for bank in &cfg.banks {

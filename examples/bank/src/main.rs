@@ -96,6 +96,10 @@ struct Load {
     /// Seconds to wait for every transaction to end after the load.
     #[arg(long, default_value_t = 120)]
     settle: u64,
+    /// Keep the account and ledger tables afterwards (by default they are dropped when the
+    /// money adds up, and kept for inspection when it does not).
+    #[arg(long)]
+    keep_tables: bool,
 }
 
 impl Load {
@@ -113,6 +117,17 @@ impl Load {
             settle: Duration::from_secs(self.settle),
         }
     }
+}
+
+/// Drops the banks' tables when the run passed (unless `--keep-tables`), and says so.
+async fn finish_tables(load: &Load, all_ok: bool, banks: &[String; 2]) -> anyhow::Result<()> {
+    if load.keep_tables || !all_ok {
+        println!("tables kept (bank_<tag>_account, bank_<tag>_ledger in both databases)");
+        return Ok(());
+    }
+    check::teardown(banks).await?;
+    println!("dropped this run's tables (bank_<tag>_account, bank_<tag>_ledger)");
+    Ok(())
 }
 
 #[tokio::main]
@@ -158,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
                 print!("{report}");
                 all_ok &= report.ok();
             }
+            finish_tables(&load, all_ok, &[bank_a, bank_b]).await?;
         }
         Cmd::Demo {
             pg,
@@ -177,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
                 print!("{report}");
                 all_ok &= report.ok();
             }
+            finish_tables(&load, all_ok, &demo.banks).await?;
             demo.stop().await;
         }
     }

@@ -43,6 +43,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/xa/{step}", post(xa_local))
         .route("/xa-phase2", post(xa_phase2))
         .route("/admin/setup", post(setup))
+        .route("/admin/teardown", post(teardown))
         .route("/admin/snapshot", get(snapshot))
         .with_state(service)
 }
@@ -170,6 +171,15 @@ struct Setup {
 
 async fn setup(State(s): State<Arc<Service>>, Json(req): Json<Setup>) -> Response {
     match s.bank.setup(req.accounts, req.balance).await {
+        Ok(()) => success(),
+        Err(e) => error(e),
+    }
+}
+
+/// Drops this service's tables (`check` and `demo` call it when they are done). The barrier
+/// table `dtm_barrier.barrier` stays: it may be shared with other services.
+async fn teardown(State(s): State<Arc<Service>>) -> Response {
+    match s.bank.drop_tables().await {
         Ok(()) => success(),
         Err(e) => error(e),
     }

@@ -36,15 +36,22 @@ async fn run_mode(mode: Mode, test: &str) {
     })
     .await
     .expect("checker runs");
-    demo.stop().await;
     println!("{report}");
-    assert!(report.ok(), "{report}");
+    if !report.ok() {
+        demo.stop().await;
+        panic!("{report}"); // the tables stay, for a look
+    }
     assert!(report.succeeded > 0, "no transfer succeeded: {report}");
     assert!(report.rolled_back > 0, "no transfer rolled back: {report}");
-    // Passed: this run's own tables can go (kept on failure, for a look).
+    // Passed: the tables go, the way `bank demo` and `bank check` drop them.
+    check::teardown(&demo.banks).await.expect("teardown");
+    demo.stop().await;
     for url in [&pg, &mysql] {
         let bank = Bank::connect(url, &tag).await.expect("connect");
-        bank.drop_tables().await.expect("drop this run's tables");
+        assert!(
+            bank.snapshot().await.is_err(),
+            "the tables of {tag} are still there after teardown"
+        );
     }
 }
 

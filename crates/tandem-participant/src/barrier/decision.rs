@@ -16,6 +16,19 @@ pub fn origin_op(op: &str) -> Option<&'static str> {
     }
 }
 
+/// The op a call's own row is recorded under: a coordinator-driven 2PC's `prepare` (the
+/// native `/v1/2pc` protocol) is the work `rollback` undoes, so it is recorded as `action` —
+/// the row a rollback that arrives first writes on its behalf — and the late prepare is then
+/// refused (no hanging) instead of running and holding its locks forever. Every other op is
+/// recorded under its own name. The row's reason stays the op itself, so a repeated prepare
+/// is still a duplicate.
+pub fn row_op(op: &str) -> &str {
+    match op {
+        ops::PREPARE => ops::ACTION,
+        other => other,
+    }
+}
+
 /// Why the business code must not run for this call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -99,6 +112,22 @@ mod tests {
         assert_eq!(origin_op("rollback"), Some("action"));
         for op in ["try", "confirm", "action", "commit", "msg"] {
             assert_eq!(origin_op(op), None, "{op}");
+        }
+    }
+
+    #[test]
+    fn a_prepare_is_recorded_as_what_rollback_undoes() {
+        assert_eq!(row_op("prepare"), origin_op("rollback").unwrap());
+        for op in [
+            "try",
+            "cancel",
+            "action",
+            "compensate",
+            "commit",
+            "rollback",
+            "msg",
+        ] {
+            assert_eq!(row_op(op), op);
         }
     }
 

@@ -12,7 +12,8 @@
 //!   try/action row on its behalf (reason = the compensating op) and is a successful no-op,
 //!   [`Skip::NullCompensation`];
 //! - **no hanging**: the late try/action then finds that row, written by its compensation, and
-//!   is [`Skip::Refused`]; the handler answers FAILURE (HTTP 409).
+//!   is [`Skip::Refused`]; the handler answers FAILURE (HTTP 409). A `/v1/2pc` `prepare` counts
+//!   as the action its `rollback` undoes ([`row_op`]).
 //!
 //! ```text
 //!  enter(op) --insert-ignore origin row (only for cancel/compensate/rollback)-->
@@ -65,7 +66,7 @@ pub mod sqlite;
 mod table;
 
 pub use branch::Barrier;
-pub use decision::{origin_op, Admission, Outcome, Skip};
+pub use decision::{origin_op, row_op, Admission, Outcome, Skip};
 pub use error::{CallError, Error, Result};
 pub use table::{DEFAULT_SQLITE_TABLE, DEFAULT_TABLE};
 
@@ -96,6 +97,9 @@ pub mod ops {
     pub const COMMIT: &str = "commit";
     /// XA second phase (and workflow) undo; its origin is `action`.
     pub const ROLLBACK: &str = "rollback";
+    /// First phase of a coordinator-driven 2PC (`/v1/2pc`); recorded as `action` (see
+    /// [`super::row_op`]).
+    pub const PREPARE: &str = "prepare";
     /// The local transaction of a transactional message.
     pub const MSG: &str = "msg";
 }

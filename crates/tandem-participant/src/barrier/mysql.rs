@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Transaction, TxOpts};
 
 use super::branch::{Barrier, MSG_BARRIER_ID, MSG_BRANCH_ID};
-use super::decision::{decide, origin_op, Admission, Outcome};
+use super::decision::{decide, origin_op, row_op, Admission, Outcome};
 use super::error::{CallError, Result};
 use super::table::{Table, DEFAULT_TABLE};
 use super::{ops, Error, MsgStatus};
@@ -94,7 +94,7 @@ pub async fn enter(barrier: &mut Barrier, tx: &mut Transaction<'_>) -> Result<Ad
             &b.trans_type,
             &b.gid,
             &b.branch_id,
-            &b.op,
+            row_op(&b.op),
             &barrier_id,
             &b.op,
         ),
@@ -104,7 +104,7 @@ pub async fn enter(barrier: &mut Barrier, tx: &mut Transaction<'_>) -> Result<Ad
     let reason = if current_inserted {
         None
     } else {
-        Some(read_reason(tx, &table, b, &b.op, &barrier_id, true).await?)
+        Some(read_reason(tx, &table, b, row_op(&b.op), &barrier_id, true).await?)
     };
     let admission = decide(&b.op, origin_inserted, current_inserted, reason.as_deref());
     tracing::debug!(gid = %b.gid, branch_id = %b.branch_id, op = %b.op, %barrier_id, ?admission, "barrier");

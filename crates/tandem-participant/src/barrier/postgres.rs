@@ -14,7 +14,7 @@ use std::pin::Pin;
 use tokio_postgres::{Client, Transaction};
 
 use super::branch::{Barrier, MSG_BARRIER_ID, MSG_BRANCH_ID};
-use super::decision::{decide, origin_op, Admission, Outcome};
+use super::decision::{decide, origin_op, row_op, Admission, Outcome};
 use super::error::{CallError, Result};
 use super::table::{Table, DEFAULT_TABLE};
 use super::{ops, Error, MsgStatus};
@@ -105,7 +105,7 @@ pub async fn enter(barrier: &mut Barrier, tx: &Transaction<'_>) -> Result<Admiss
                 &b.trans_type,
                 &b.gid,
                 &b.branch_id,
-                &b.op,
+                &row_op(&b.op),
                 &barrier_id,
                 &b.op,
             ],
@@ -115,7 +115,7 @@ pub async fn enter(barrier: &mut Barrier, tx: &Transaction<'_>) -> Result<Admiss
     let reason = if current_inserted {
         None
     } else {
-        Some(read_reason(tx.client(), &table, b, &b.op, &barrier_id).await?)
+        Some(read_reason(tx.client(), &table, b, row_op(&b.op), &barrier_id).await?)
     };
     let admission = decide(&b.op, origin_inserted, current_inserted, reason.as_deref());
     tracing::debug!(gid = %b.gid, branch_id = %b.branch_id, op = %b.op, %barrier_id, ?admission, "barrier");

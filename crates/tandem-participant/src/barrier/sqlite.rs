@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::branch::{Barrier, MSG_BARRIER_ID, MSG_BRANCH_ID};
-use super::decision::{decide, origin_op, Admission, Outcome};
+use super::decision::{decide, origin_op, row_op, Admission, Outcome};
 use super::error::{CallError, Result};
 use super::table::{Table, DEFAULT_SQLITE_TABLE};
 use super::{ops, Error, MsgStatus};
@@ -67,12 +67,19 @@ pub fn enter(barrier: &mut Barrier, tx: &Transaction<'_>) -> Result<Admission> {
     };
     let current_inserted = tx.execute(
         &insert,
-        params![b.trans_type, b.gid, b.branch_id, b.op, barrier_id, b.op],
+        params![
+            b.trans_type,
+            b.gid,
+            b.branch_id,
+            row_op(&b.op),
+            barrier_id,
+            b.op
+        ],
     )? > 0;
     let reason = if current_inserted {
         None
     } else {
-        Some(read_reason(tx, &table, b, &b.op, &barrier_id)?)
+        Some(read_reason(tx, &table, b, row_op(&b.op), &barrier_id)?)
     };
     let admission = decide(&b.op, origin_inserted, current_inserted, reason.as_deref());
     tracing::debug!(gid = %b.gid, branch_id = %b.branch_id, op = %b.op, %barrier_id, ?admission, "barrier");

@@ -67,4 +67,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/dtmsvr/scanKV", get(topics::scan_kv))
         .route("/api/dtmsvr/queryKV", get(topics::query_kv))
+        .route("/api/dtmsvr", any(no_route))
+        .route("/api/dtmsvr/{*rest}", any(no_route))
+}
+
+/// An unknown `/api/dtmsvr/...` path: 404 with a JSON body, as `/v1` answers.
+async fn no_route(uri: axum::http::Uri) -> crate::error::ApiError {
+    crate::error::ApiError::not_found(format!(
+        "no DTM endpoint {} (see docs/dtm-compat.md for the supported ones)",
+        uri.path()
+    ))
 }

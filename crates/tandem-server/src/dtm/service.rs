@@ -47,11 +47,11 @@ fn still_running() -> DtmError {
     DtmError::ongoing("not finished within the wait; it goes on in the background")
 }
 
-/// Waits (bounded by the server's request timeout) for `gid` to end.
+/// Waits (bounded by `wait_result_max_ms`) for `gid` to end.
 async fn wait_for(s: &AppState, gid: &str, expected: TxStatus) -> Done {
-    match tokio::time::timeout(s.cfg.request_timeout, s.coord.wait(gid)).await {
-        Ok(o) => outcome_answer(&o?, expected),
-        Err(_) => Err(still_running()),
+    match s.coord.wait_within(gid, s.cfg.wait_result_max).await? {
+        Some(o) => outcome_answer(&o, expected),
+        None => Err(still_running()),
     }
 }
 
@@ -101,11 +101,9 @@ pub async fn submit(s: &AppState, req: &TransReq) -> Done {
                     .await?;
                 return Ok(());
             }
-            let begun = s.coord.begin(crate::trace::adopt(tx), Wait::Outcome);
-            return match tokio::time::timeout(s.cfg.request_timeout, begun).await {
-                Ok(o) => outcome_answer(&o?, TxStatus::Succeeded),
-                Err(_) => Err(still_running()),
-            };
+            let bound = Wait::OutcomeWithin(s.cfg.wait_result_max);
+            let o = s.coord.begin(crate::trace::adopt(tx), bound).await?;
+            return outcome_answer(&o, TxStatus::Succeeded);
         }
         DtmType::Msg => match s.coord.get(&gid).await? {
             Some(old) if old.kind != TxKind::Msg => {
@@ -246,13 +244,12 @@ pub async fn force_stop(s: &AppState, gid: &str) -> Done {
 }
 
 pub async fn reset_next_cron_time(s: &AppState, gid: &str) -> Done {
-    s.coord
-        .retry(gid, "resetNextCronTime (DTM API)")
-        .await
-        .map_err(|e| match e {
-            EngineError::NotFound(g) => not_found(&g),
-            e => e.into(),
-        })
+    match s.coord.retry(gid, "resetNextCronTime (DTM API)").await {
+        // DTM resets the time of an ended transaction too; nothing is due, so that is a no-op.
+        Ok(()) | Err(EngineError::Refused(ApplyError::Ended { .. })) => Ok(()),
+        Err(EngineError::NotFound(g)) => Err(not_found(&g)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `prepareWorkflow`: creates the workflow in `prepared`, or, for a gid that exists, answers

@@ -13,7 +13,7 @@ use crate::dtm::request::{RegisterFields, Step, TransReq};
 use crate::error::ApiError;
 
 fn bad(m: String) -> ApiError {
-    ApiError::bad_request("invalid_argument", m)
+    ApiError::bad_request("invalid_options", m)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<Option<u64>, ApiError> {

@@ -13,8 +13,8 @@ use super::model::{
 use super::stats::StatsView;
 use super::topics::{SubscribeRequest, SubscriberView, TopicList, TopicView};
 use super::view::{
-    AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxSummary,
-    TxView, WorkflowStepView, WorkflowView,
+    AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxPending,
+    TxSummary, TxView, WorkflowStepView, WorkflowView,
 };
 use super::{inspect, protocols, stats, topics, workflows};
 
@@ -71,6 +71,7 @@ use super::{inspect, protocols, stats, topics, workflows};
         TopicView,
         TopicList,
         TxOutcome,
+        TxPending,
         AttemptView,
         BranchView,
         HistoryView,

@@ -3,35 +3,85 @@
 //!
 //! Each answers once the request's effect is durable (the engine acknowledges only after
 //! its log record is synced); with `wait_result` it answers when the transaction has ended
-//! or was parked. A create with a gid that exists is idempotent when the content is the
-//! same and a 409 `gid_exists` otherwise.
+//! or was parked — or, at the latest after the server's `wait_result_max_ms`, with 202 and
+//! where the transaction is (its branches, attempts and last error), so a caller never
+//! waits without an answer while a branch's service is down and its calls are retried. A
+//! create with a gid that exists is idempotent when the content is the same and a 409
+//! `gid_exists` otherwise.
+
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tandem_core::{Event, Transaction, TxKind};
-use tandem_engine::Wait;
+use tandem_engine::{Outcome, Wait};
 
 use super::build;
 use super::extract::{OptJson, V1Json, V1Path};
 use super::model::{
     FinishRequest, MsgRequest, SagaRequest, TccBeginRequest, TccBranchRequest, TwoPcRequest,
 };
-use super::view::{ErrorBody, TxOutcome};
+use super::view::{ErrorBody, TxOutcome, TxPending};
 use crate::error::ApiError;
 use crate::AppState;
 
-type Answer = Result<Json<TxOutcome>, ApiError>;
+/// 200 with where the transaction is (ended or parked, with `wait_result`), or 202 when a
+/// `wait_result` request's wait ran out first.
+pub enum Answered {
+    Now(TxOutcome),
+    StillRunning(Box<TxPending>),
+}
+
+impl IntoResponse for Answered {
+    fn into_response(self) -> Response {
+        match self {
+            Answered::Now(o) => Json(o).into_response(),
+            Answered::StillRunning(p) => (StatusCode::ACCEPTED, Json(p)).into_response(),
+        }
+    }
+}
+
+type Answer = Result<Answered, ApiError>;
+
+/// The answer to a `wait_result` request that waited since `since`: the outcome `o` when
+/// the transaction ended or was parked, else 202 with its current view.
+async fn waited(
+    state: &AppState,
+    gid: &str,
+    kind: TxKind,
+    o: Option<Outcome>,
+    since: Instant,
+) -> Answer {
+    if let Some(o) = o.filter(|o| o.status.is_final() || o.parked.is_some()) {
+        return Ok(Answered::Now(TxOutcome::of(kind, &o)));
+    }
+    let tx = load(state, gid, Some(kind)).await?;
+    if tx.is_final() || tx.parked.is_some() {
+        // It ended in the moment between the wait and the read.
+        return Ok(Answered::Now(TxOutcome::of_tx(&tx)));
+    }
+    Ok(Answered::StillRunning(Box::new(TxPending::of(
+        &tx,
+        since.elapsed(),
+    ))))
+}
 
 async fn begin(state: &AppState, tx: Transaction, wait_result: bool) -> Answer {
     let kind = tx.kind;
-    let wait = if wait_result {
-        Wait::Outcome
-    } else {
-        Wait::Accepted
-    };
-    let outcome = state.coord.begin(crate::trace::adopt(tx), wait).await?;
-    Ok(Json(TxOutcome::of(kind, &outcome)))
+    if !wait_result {
+        let outcome = state
+            .coord
+            .begin(crate::trace::adopt(tx), Wait::Accepted)
+            .await?;
+        return Ok(Answered::Now(TxOutcome::of(kind, &outcome)));
+    }
+    let since = Instant::now();
+    let bound = Wait::OutcomeWithin(state.cfg.wait_result_max);
+    let outcome = state.coord.begin(crate::trace::adopt(tx), bound).await?;
+    let gid = outcome.gid.clone();
+    waited(state, &gid, kind, Some(outcome), since).await
 }
 
 /// The transaction `gid`, which must be of `kind`.
@@ -63,19 +113,22 @@ pub(super) async fn load(
 /// `wait_result`, where it ended).
 async fn finish(state: &AppState, gid: &str, kind: TxKind, event: Event, wait: bool) -> Answer {
     load(state, gid, Some(kind)).await?;
+    let since = Instant::now();
     state.coord.send(gid, event).await?;
     if wait {
-        let o = state.coord.wait(gid).await?;
-        return Ok(Json(TxOutcome::of(kind, &o)));
+        let bound = state.cfg.wait_result_max.saturating_sub(since.elapsed());
+        let o = state.coord.wait_within(gid, bound).await?;
+        return waited(state, gid, kind, o, since).await;
     }
     let tx = load(state, gid, Some(kind)).await?;
-    Ok(Json(TxOutcome::of_tx(&tx)))
+    Ok(Answered::Now(TxOutcome::of_tx(&tx)))
 }
 
 /// Submit a saga.
 #[utoipa::path(post, path = "/v1/sagas", tag = "saga", request_body = SagaRequest,
     responses(
         (status = 200, description = "Accepted (or ended, with wait_result)", body = TxOutcome),
+        (status = 202, description = "wait_result: not ended within wait_result_max_ms; where it is now", body = TxPending),
         (status = 400, description = "Bad input", body = ErrorBody),
         (status = 409, description = "The gid exists with different content", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -94,6 +147,7 @@ pub async fn create_saga(
 #[utoipa::path(post, path = "/v1/2pc", tag = "2pc", request_body = TwoPcRequest,
     responses(
         (status = 200, description = "Accepted (or ended, with wait_result)", body = TxOutcome),
+        (status = 202, description = "wait_result: not ended within wait_result_max_ms; where it is now", body = TxPending),
         (status = 400, description = "Bad input", body = ErrorBody),
         (status = 409, description = "The gid exists with different content", body = ErrorBody),
         (status = 503, description = "Busy", body = ErrorBody)))]
@@ -137,7 +191,7 @@ pub async fn register_tcc_branch(
     let event = build::tcc_branch(&state, &tx, req)?;
     state.coord.send(&gid, event).await?;
     let tx = load(&state, &gid, Some(TxKind::Tcc)).await?;
-    Ok(Json(TxOutcome::of_tx(&tx)))
+    Ok(Answered::Now(TxOutcome::of_tx(&tx)))
 }
 
 /// Submit a TCC transaction: confirm every registered branch.
@@ -145,6 +199,7 @@ pub async fn register_tcc_branch(
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Submitted (or ended, with wait_result)", body = TxOutcome),
+        (status = 202, description = "wait_result: not ended within wait_result_max_ms; where it is now", body = TxPending),
         (status = 404, description = "No such transaction", body = ErrorBody),
         (status = 409, description = "Not a TCC, or already aborting/failed", body = ErrorBody)))]
 pub async fn submit_tcc(
@@ -160,6 +215,7 @@ pub async fn submit_tcc(
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Aborting (or ended, with wait_result)", body = TxOutcome),
+        (status = 202, description = "wait_result: not ended within wait_result_max_ms; where it is now", body = TxPending),
         (status = 404, description = "No such transaction", body = ErrorBody),
         (status = 409, description = "Not a TCC, or already submitted/succeeded", body = ErrorBody)))]
 pub async fn abort_tcc(
@@ -186,6 +242,7 @@ pub async fn create_msg(State(state): State<AppState>, V1Json(req): V1Json<MsgRe
     params(("gid" = String, Path, description = "Transaction id")),
     responses(
         (status = 200, description = "Submitted (or delivered, with wait_result)", body = TxOutcome),
+        (status = 202, description = "wait_result: not delivered within wait_result_max_ms; where it is now", body = TxPending),
         (status = 404, description = "No such transaction", body = ErrorBody),
         (status = 409, description = "Not a message, or already failed", body = ErrorBody)))]
 pub async fn submit_msg(

@@ -54,6 +54,71 @@ impl TxOutcome {
     }
 }
 
+/// What a `wait_result` request answers, with HTTP 202, when the transaction has neither
+/// ended nor been parked within the server's `wait_result_max_ms`: it goes on in the
+/// background; follow it with `GET /v1/transactions/{gid}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TxPending {
+    pub gid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where it is now: prepared | submitted | aborting.
+    pub status: String,
+    pub parked: Option<String>,
+    pub fail_reason: Option<String>,
+    /// For people: that it is not finished, how long was waited, where to follow it.
+    pub message: String,
+    /// How long the request waited, in milliseconds.
+    pub waited_ms: u64,
+    /// The newest error of a branch call, with the branch and URL, e.g.
+    /// `step 01 action http://127.0.0.1:8081/debit: connection refused to 127.0.0.1:8081`.
+    pub last_error: Option<String>,
+    /// The transaction as it is now: every branch with its recent attempts.
+    pub transaction: TxView,
+}
+
+impl TxPending {
+    pub fn of(tx: &Transaction, waited: std::time::Duration) -> TxPending {
+        TxPending {
+            gid: tx.gid.clone(),
+            kind: tx.kind.as_str().into(),
+            status: tx.status.as_str().into(),
+            parked: tx.parked.clone(),
+            fail_reason: tx.fail_reason.clone(),
+            message: format!(
+                "not finished after waiting {} ms (wait_result_max_ms); it goes on in the \
+                 background: GET /v1/transactions/{} shows where it is",
+                waited.as_millis(),
+                tx.gid
+            ),
+            waited_ms: waited.as_millis() as u64,
+            last_error: last_error(tx),
+            transaction: TxView::from(tx),
+        }
+    }
+}
+
+/// The newest branch-call error of `tx`, naming the branch and its URL.
+pub fn last_error(tx: &Transaction) -> Option<String> {
+    tx.branches
+        .iter()
+        .filter_map(|b| {
+            let a = b.recent.last()?;
+            let e = a.error.as_ref()?;
+            let verb = if tx.kind == TxKind::Saga {
+                "step "
+            } else {
+                "branch "
+            };
+            Some((
+                a.at,
+                format!("{verb}{} {} {}: {e}", b.branch_id, b.op.as_str(), b.target),
+            ))
+        })
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, e)| e)
+}
+
 /// One call of a branch.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct AttemptView {
@@ -76,7 +141,9 @@ pub struct BranchView {
     pub url: String,
     /// The JSON body sent (a string when it is not JSON; null when empty).
     pub payload: serde_json::Value,
-    /// prepared (not called yet) | running | succeed | failed | skipped
+    /// prepared (not called yet) | running | succeed | failed | skipped | unknown (called,
+    /// never answered, and the transaction ended without calling it again, e.g. it was
+    /// force-stopped: whether its effect happened is not known)
     pub status: String,
     /// Calls made so far.
     pub attempts: u32,

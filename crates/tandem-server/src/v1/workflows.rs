@@ -139,7 +139,7 @@ pub async fn finish_workflow(
     let reason = req.reason.unwrap_or_default();
     if reason.len() > super::build::REASON_BYTES_MAX {
         return Err(ApiError::bad_request(
-            "invalid_reason",
+            "reason_too_long",
             "reason is over 1000 bytes",
         ));
     }

@@ -227,7 +227,10 @@ impl RedbStore {
         std::fs::create_dir_all(&wal_dir)?;
         let db = Database::builder()
             .create(dir.join("tandem.redb"))
-            .map_err(redb_err)?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_path_buf()),
+                e => redb_err(e),
+            })?;
         let db = Arc::new(db);
         let next_lsn = recover::recover(&wal_dir, &db, cfg.fsync)?;
         let file = wal::create_segment(&wal_dir, next_lsn, cfg.fsync, cfg.segment_bytes_max)?;
