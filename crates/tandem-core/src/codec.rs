@@ -124,6 +124,7 @@ struct Header {
     status: TxStatus,
     parked: Option<String>,
     updated_at: Timestamp,
+    status_since: Timestamp,
     finished_at: Option<Timestamp>,
     next_wake: Option<Timestamp>,
     history: Vec<HistoryEntry>,
@@ -137,6 +138,7 @@ struct HeaderOut<'a> {
     status: TxStatus,
     parked: &'a Option<String>,
     updated_at: Timestamp,
+    status_since: Timestamp,
     finished_at: Option<Timestamp>,
     next_wake: Option<Timestamp>,
     history: &'a [HistoryEntry],
@@ -194,6 +196,7 @@ fn header_out(tx: &Transaction) -> HeaderOut<'_> {
         status: tx.status,
         parked: &tx.parked,
         updated_at: tx.updated_at,
+        status_since: tx.status_since,
         finished_at: tx.finished_at,
         next_wake: tx.next_wake,
         history: &tx.history,
@@ -243,6 +246,7 @@ fn set_header(tx: &mut Transaction, h: Header) {
     tx.status = h.status;
     tx.parked = h.parked;
     tx.updated_at = h.updated_at;
+    tx.status_since = h.status_since;
     tx.finished_at = h.finished_at;
     tx.next_wake = h.next_wake;
     tx.history = h.history;
@@ -496,6 +500,7 @@ mod v1 {
         tx.status = w.status;
         tx.parked = w.parked;
         tx.updated_at = w.updated_at;
+        tx.status_since = w.updated_at;
         tx.finished_at = w.finished_at;
         tx.next_wake = w.next_wake;
         tx.query_prepared = w.query_prepared;

@@ -176,12 +176,16 @@ impl Transaction {
             }
         }
         let mut out = Vec::new();
+        let status = self.status;
         match self.kind {
             TxKind::Saga => crate::saga::apply(self, event, now, &mut out)?,
             TxKind::TwoPc => crate::twopc::apply(self, event, now, &mut out)?,
             TxKind::Tcc => crate::tcc::apply(self, event, now, &mut out)?,
             TxKind::Msg => crate::msg::apply(self, event, now, &mut out)?,
             TxKind::Workflow => crate::workflow::apply(self, event, now, &mut out)?,
+        }
+        if self.status != status {
+            self.status_since = now;
         }
         Ok(out)
     }

@@ -193,6 +193,8 @@ pub(crate) fn park(tx: &mut Transaction, now: Timestamp, reason: String, out: &m
 pub(crate) fn operator_retry(tx: &mut Transaction, now: Timestamp, reason: String, out: &mut Out) {
     tx.note(now, "retry", reason);
     tx.parked = None;
+    // The stuck clock starts anew.
+    tx.status_since = now;
     for b in tx.branches.iter_mut().filter(|b| !b.status.is_done()) {
         b.streak = 0;
         b.next_at = None;

@@ -372,6 +372,10 @@ pub struct Transaction {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// When the transaction entered its current status, or an operator last retried it: the
+    /// clock of the "stuck in one status" check, kept with the transaction so that it counts
+    /// while the transaction waits in the store.
+    pub status_since: Timestamp,
     /// When the engine must next feed [`crate::Event::Tick`]: the earliest retry or timeout.
     pub next_wake: Option<Timestamp>,
     /// Msg: the sender's query-prepared target; free-form for other kinds (DTM custom data).
@@ -421,6 +425,7 @@ impl Transaction {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            status_since: now,
             next_wake: None,
             query_prepared: None,
             custom_data: None,

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Transactions held in memory at once (running, waiting, parked). Past it, new ones are
-    /// refused with [`crate::EngineError::Busy`].
+    /// Transactions driven in memory at once (calls in flight or work due; a transaction that
+    /// only waits lives in the store). Past it, new ones are refused with
+    /// [`crate::EngineError::Busy`]: too much running, never too much waiting.
     pub active_max: usize,
     /// Branch calls in flight at once, across all transactions.
     pub calls_in_flight_max: usize,
@@ -23,6 +24,16 @@ pub struct EngineConfig {
     /// How often the coordinator checks its store's health between writes (a store can fail
     /// in the background); fail-stop follows within this long.
     pub health_poll: Duration,
+    /// A driver with nothing to do for this long leaves memory; its transaction waits in the
+    /// store until its next timer or an event.
+    pub evict_after: Duration,
+    /// The scheduler looks at the store at least this often (a shared store: for other nodes'
+    /// work; any store: for what it could not see coming).
+    pub scheduler_poll: Duration,
+    /// How many due transactions one look claims at most.
+    pub claim_batch: usize,
+    /// Finished transactions are deleted this long after they ended; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +46,10 @@ impl Default for EngineConfig {
             limits: tandem_core::Limits::default(),
             stuck_after: Some(Duration::from_secs(3600)),
             health_poll: Duration::from_millis(100),
+            evict_after: Duration::from_secs(1),
+            scheduler_poll: Duration::from_secs(1),
+            claim_batch: 256,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }

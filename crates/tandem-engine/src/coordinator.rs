@@ -21,6 +21,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tandem_core::{validate_gid, Event, Identity, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
@@ -31,7 +32,7 @@ use tracing::Instrument;
 use crate::alert::ParkedAlert;
 use crate::clock::{Clock, OsRng, Rng, SystemClock};
 use crate::config::EngineConfig;
-use crate::driver::Driver;
+use crate::driver::{span_of, Driver};
 use crate::error::{EngineError, Result};
 use crate::metrics::{EngineMetrics, RecoveryAction};
 use crate::outcome::Outcome;
@@ -39,6 +40,9 @@ use crate::participant::{Resource, SagaStep};
 use crate::recovery::{self, InDoubt, InDoubtConfig, InDoubtSet, RecoveryStats};
 use crate::registry::{Claim, Control, INBOX_MAX};
 use crate::shared::{Parts, Phase, Shared};
+
+/// How long an event waits for another live node to let go of a transaction it drives.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
 use crate::transport::{InProcess, Local, Transport};
 
 /// A snapshot of the engine's counters (monotonic since open; totals over
@@ -52,8 +56,21 @@ pub struct EngineStats {
     pub calls: u64,
     pub call_retries: u64,
     pub recovered: u64,
-    pub active: usize,
+    /// Transactions driven in memory right now (bounded by `active_max`); the unfinished ones
+    /// and the parked ones, most of which wait in the store, are [`Coordinator::counts`].
+    pub running: usize,
     pub store: StoreStats,
+}
+
+/// How many transactions are where: [`Coordinator::counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Not final: running in memory or waiting in the store.
+    pub unfinished: u64,
+    /// Of those, parked for an operator.
+    pub parked: u64,
+    /// Driven in memory right now (bounded by `active_max`).
+    pub running: u64,
 }
 
 /// Called with every transaction as it ends (e.g. to export its trace span). Must be quick:
@@ -202,7 +219,12 @@ impl CoordinatorBuilder {
             gids: Arc::new(AtomicU64::new(0)),
         };
         c.recover().await?;
-        let mut tasks = vec![tokio::spawn(watch_store(c.shared.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(watch_store(c.shared.clone())),
+            tokio::spawn(rejoin(c.clone())),
+            tokio::spawn(crate::scheduler::run(c.shared.clone())),
+            tokio::spawn(crate::retention::run(c.shared.clone())),
+        ];
         if !c.in_doubt.resources.is_empty() {
             tasks.push(tokio::spawn(recovery::periodic(
                 c.shared.clone(),
@@ -240,6 +262,46 @@ async fn identity(store: &dyn Store, wanted: Option<&str>, rng: &dyn Rng) -> Res
     Ok(held)
 }
 
+/// After a shared store's lease lapsed and was regained (its epoch moved on), every driver of
+/// the old epoch has left (they check before every call and write); claim again what this node
+/// still owns and held when it lost the lease — resumed from the log, as after a restart.
+async fn rejoin(c: Coordinator) {
+    let shared = c.shared.clone();
+    let mut phase = shared.watch_phase();
+    let mut epoch = shared.store.epoch();
+    let mut lapsed = false;
+    loop {
+        if *phase.borrow() != Phase::Run {
+            return;
+        }
+        let valid = shared.store.lease_valid();
+        if !valid && !lapsed {
+            lapsed = true;
+            tracing::warn!("the store's lease lapsed (or it is unreachable): acting on nothing until it is back");
+        }
+        let now_epoch = shared.store.epoch();
+        if valid && now_epoch != epoch {
+            match c.recover().await {
+                Ok(()) => {
+                    tracing::info!("the store's lease is back: resumed what this node still owns");
+                    epoch = now_epoch;
+                    lapsed = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rejoining after a lapsed lease failed; trying again")
+                }
+            }
+        } else if valid {
+            lapsed = false;
+        }
+        tokio::select! {
+            biased;
+            changed = phase.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(shared.config.health_poll) => {}
+        }
+    }
+}
+
 /// Notices a store that failed on its own (no driver's write saw it) and enters fail-stop.
 async fn watch_store(shared: Arc<Shared>) {
     let mut phase = shared.watch_phase();
@@ -253,11 +315,6 @@ async fn watch_store(shared: Arc<Shared>) {
             _ = tokio::time::sleep(shared.config.health_poll) => {}
         }
     }
-}
-
-/// The `tracing` span a transaction's driver runs in (debug level: free when disabled).
-fn span_of(tx: &Transaction) -> tracing::Span {
-    tracing::debug_span!("tx", gid = %tx.gid, kind = tx.kind.as_str())
 }
 
 /// A transaction coordinator. Cheap to clone; every clone drives the same transactions.
@@ -353,21 +410,24 @@ impl Coordinator {
         self.local_transport && self.in_doubt.resources.iter().any(|(n, _)| n == name)
     }
 
+    /// Resumes what drivers held when this node last stopped (`Active` records: their calls'
+    /// answers are not logged). What waits in the store is the scheduler's, when it is due.
     async fn recover(&self) -> Result<()> {
-        let unfinished = self.shared.store.unfinished().await?;
-        let n = unfinished.len();
-        for tx in unfinished {
-            let gid: Arc<str> = Arc::from(tx.gid.as_str());
-            let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-            if let Claim::Claimed = self.shared.registry.claim(&gid, &inbox_tx, true) {
-                self.shared.metrics.recovery(RecoveryAction::Resumed, 1);
-                let tx_span = span_of(&tx);
-                let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
-                tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
-            }
+        let shared = &self.shared;
+        let epoch = shared.store.epoch();
+        let active = shared
+            .store
+            .claim_due(Timestamp(0), shared.config.claim_batch, true)
+            .await?;
+        let n = active.len();
+        for c in active {
+            shared.metrics.recovery(RecoveryAction::Resumed, 1);
+            // Forced: these were running when the node stopped, so they fit (a lower
+            // active_max since then is caught up with as they end).
+            let _ = Driver::spawn(shared, c.tx, c.fence, epoch, Event::Resume, true);
         }
         if n > 0 {
-            tracing::info!(transactions = n, "recovery resumed unfinished transactions");
+            tracing::info!(transactions = n, "recovery resumed what was running");
         }
         Ok(())
     }
@@ -417,7 +477,9 @@ impl Coordinator {
         // What a caller hears who does not wait for the end (computed only for one).
         let accepted = (wait != Wait::Outcome).then(|| Outcome::of(&tx));
         let tx_span = span_of(&tx);
-        let driver = Driver::new(tx, gid, self.shared.clone(), inbox);
+        // A new transaction starts under fence 1 (shared stores insert it owned by this node).
+        let epoch = self.shared.store.epoch();
+        let driver = Driver::new(tx, gid, self.shared.clone(), inbox, 1, epoch);
         tokio::spawn(
             driver
                 .run(Event::Start, Some(started_tx), waiter)
@@ -510,8 +572,10 @@ impl Coordinator {
     }
 
     /// Sends a client or operator event (TCC register/submit/abort, retry, stop) to `gid`.
-    /// Resolves once the event's effects are durable.
+    /// Resolves once the event's effects are durable. A transaction that waits in the store is
+    /// loaded (claimed) first; one that another live node drives is waited for, briefly.
     pub async fn send(&self, gid: &str, event: Event) -> Result<()> {
+        let mut busy_until: Option<tokio::time::Instant> = None;
         loop {
             self.shared.accepting()?;
             if let Some(inbox) = self.shared.registry.get(gid) {
@@ -528,24 +592,40 @@ impl Coordinator {
                         return r.map_err(EngineError::from);
                     }
                 }
-                // The driver ended meanwhile; fall through to the log.
+                // The driver left meanwhile (it ended, or went idle); look again.
+                continue;
             }
-            let Some(mut tx) = self.durable_state(gid).await? else {
-                return Err(EngineError::NotFound(gid.to_string()));
-            };
-            if tx.is_final() {
-                // Ended transactions never change; this only tells whether the event is an
-                // idempotent repeat or a refusal.
-                tx.apply(event, self.shared.clock.now())?;
-                return Ok(());
-            }
-            // Unfinished but not driven here (e.g. left by another process): take it over.
-            let gid_arc: Arc<str> = Arc::from(gid);
-            let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-            if let Claim::Claimed = self.shared.registry.claim(&gid_arc, &inbox_tx, true) {
-                let tx_span = span_of(&tx);
-                let driver = Driver::new(tx, gid_arc, self.shared.clone(), inbox);
-                tokio::spawn(driver.run(Event::Resume, None, None).instrument(tx_span));
+            // A driver may just have ended with an unforced record: make it durable, so the
+            // claim below sees the newest state and never revives a finished transaction.
+            self.shared.store.flush().await?;
+            let epoch = self.shared.store.epoch();
+            match self.shared.store.claim(gid).await? {
+                tandem_store::Claim::Missing => return Err(EngineError::NotFound(gid.to_string())),
+                tandem_store::Claim::Busy { owner } => {
+                    let until =
+                        *busy_until.get_or_insert_with(|| tokio::time::Instant::now() + BUSY_WAIT);
+                    if tokio::time::Instant::now() >= until {
+                        return Err(EngineError::OwnedElsewhere { owner });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tandem_store::Claim::Got(c) if c.tx.is_final() => {
+                    // Ended transactions never change; this only tells whether the event is an
+                    // idempotent repeat or a refusal.
+                    let mut tx = c.tx;
+                    tx.apply(event, self.shared.clock.now())?;
+                    return Ok(());
+                }
+                tandem_store::Claim::Got(c) => {
+                    let first = if c.resume { Event::Resume } else { Event::Tick };
+                    match Driver::spawn(&self.shared, c.tx, c.fence, epoch, first, false) {
+                        Ok(()) | Err(Claim::Active) => {}
+                        Err(Claim::Full { active, limit }) => {
+                            return Err(EngineError::Busy { active, limit })
+                        }
+                        Err(Claim::Claimed) => {}
+                    }
+                }
             }
         }
     }
@@ -611,9 +691,21 @@ impl Coordinator {
             calls: t.calls,
             call_retries: t.call_retries,
             recovered: t.recovered,
-            active: self.shared.registry.len(),
+            running: self.shared.registry.len(),
             store: self.shared.store.stats(),
         }
+    }
+
+    /// Unfinished and parked transactions, wherever they are (memory or store), and how many
+    /// are running in memory.
+    pub async fn counts(&self) -> Result<Counts> {
+        self.shared.check_failed()?;
+        let c = self.shared.store.counts().await?;
+        Ok(Counts {
+            unfinished: c.unfinished,
+            parked: c.parked,
+            running: self.shared.registry.len() as u64,
+        })
     }
 
     /// The live counters and histograms (for `/metrics`).

@@ -18,6 +18,9 @@ pub enum EngineError {
     Refused(#[from] ApplyError),
     #[error("unknown participant {0:?}: register it with the coordinator before use")]
     UnknownParticipant(String),
+    /// Another live node drives the transaction right now (shared stores); try again shortly.
+    #[error("transaction is being driven by node {owner}; try again shortly")]
+    OwnedElsewhere { owner: String },
     /// Backpressure: too many transactions are active; try again later.
     #[error("busy: {active} transactions are active (limit {limit})")]
     Busy { active: usize, limit: usize },
@@ -28,6 +31,10 @@ pub enum EngineError {
     Config(String),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
+    /// A shared store is unreachable or this node's lease on it lapsed: nothing is accepted
+    /// until it is back (it resumes by itself).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The log failed; the coordinator stopped acting (fail-stop) and must be restarted, which
     /// recovers from the log.
     #[error(
@@ -51,7 +58,9 @@ impl EngineError {
     /// Whether the caller may succeed by trying the same request again later.
     pub fn retryable(&self) -> bool {
         match self {
-            EngineError::Busy { .. } => true,
+            EngineError::Busy { .. }
+            | EngineError::OwnedElsewhere { .. }
+            | EngineError::Unavailable(_) => true,
             EngineError::Store(e) => e.retryable(),
             _ => false,
         }

@@ -31,6 +31,8 @@ mod outcome;
 pub mod participant;
 pub mod recovery;
 mod registry;
+mod retention;
+mod scheduler;
 mod shared;
 pub mod transport;
 #[cfg(feature = "xa")]
@@ -40,7 +42,7 @@ pub use alert::ParkedAlert;
 pub use api::{SagaBuilder, TwoPhaseBuilder};
 pub use clock::{Clock, OsRng, Rng, SeededRng, SystemClock};
 pub use config::EngineConfig;
-pub use coordinator::{Coordinator, CoordinatorBuilder, EndHook, EngineStats, Wait};
+pub use coordinator::{Coordinator, CoordinatorBuilder, Counts, EndHook, EngineStats, Wait};
 pub use error::{EngineError, Result};
 pub use metrics::{EngineMetrics, MetricsSnapshot};
 pub use outcome::Outcome;

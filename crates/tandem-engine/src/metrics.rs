@@ -6,7 +6,7 @@
 //! locks), so counting costs a few relaxed increments on the hot path. Readers take
 //! [`MetricsSnapshot`]s; the server renders them in Prometheus' text format.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tandem_core::{CallOutcome, Op, TxKind, TxStatus};
 use tandem_store::hist::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_NS};
@@ -91,7 +91,6 @@ pub struct EngineMetrics {
     /// `[kind][0 = succeeded, 1 = failed]`.
     finished: [[AtomicU64; 2]; KINDS.len()],
     parked_total: [AtomicU64; KINDS.len()],
-    parked_now: AtomicI64,
     retries: AtomicU64,
     calls_total: AtomicU64,
     recovery: [AtomicU64; 4],
@@ -107,7 +106,6 @@ impl Default for EngineMetrics {
             started: Default::default(),
             finished: Default::default(),
             parked_total: Default::default(),
-            parked_now: AtomicI64::new(0),
             retries: AtomicU64::new(0),
             calls_total: AtomicU64::new(0),
             recovery: Default::default(),
@@ -133,12 +131,6 @@ impl EngineMetrics {
     }
     pub(crate) fn parked(&self, k: TxKind) {
         self.parked_total[kind_index(k)].fetch_add(1, Relaxed);
-    }
-    /// A driver's transaction became parked (`true`) or stopped being parked, or its
-    /// driver left (`false`).
-    pub(crate) fn parked_gauge(&self, parked: bool) {
-        self.parked_now
-            .fetch_add(if parked { 1 } else { -1 }, Relaxed);
     }
     pub(crate) fn call(&self, op: Op, outcome: &CallOutcome, latency_us: u64) {
         let o = outcome_index(outcome);
@@ -177,18 +169,12 @@ impl EngineMetrics {
         }
     }
 
-    /// Transactions parked right now (cheap: one load).
-    pub fn parked_now(&self) -> u64 {
-        self.parked_now.load(Relaxed).max(0) as u64
-    }
-
     pub fn snapshot(&self) -> MetricsSnapshot {
         let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
         MetricsSnapshot {
             started: load(&self.started),
             finished: self.finished.iter().map(|f| load(f)).collect(),
             parked_total: load(&self.parked_total),
-            parked_now: self.parked_now.load(Relaxed).max(0) as u64,
             retries: self.retries.load(Relaxed),
             recovery: load(&self.recovery),
             heuristic: self.heuristic.load(Relaxed),
@@ -219,8 +205,6 @@ pub struct MetricsSnapshot {
     /// `[kind][0 = succeeded, 1 = failed]`.
     pub finished: Vec<Vec<u64>>,
     pub parked_total: Vec<u64>,
-    /// Transactions parked right now (waiting for an operator).
-    pub parked_now: u64,
     /// Calls that answered ongoing or could not tell (each leads to another attempt).
     pub retries: u64,
     pub recovery: Vec<u64>,

@@ -144,7 +144,7 @@ async fn log_state(
 /// One pass over every registered resource.
 pub(crate) async fn pass(shared: &Shared, set: &InDoubtSet) {
     let _one = set.running.lock().await;
-    if !shared.healthy() {
+    if !shared.healthy() || !shared.store.lease_valid() {
         return;
     }
     set.stats.passes.fetch_add(1, Ordering::Relaxed);
@@ -196,7 +196,7 @@ pub(crate) async fn pass(shared: &Shared, set: &InDoubtSet) {
                 age_ms: p.age.as_millis() as u64,
                 orphan_age_ms: set.config.orphan_age.as_millis() as u64,
                 log,
-                log_healthy: shared.healthy(),
+                log_healthy: shared.healthy() && shared.store.lease_valid(),
                 log_covers: true,
             });
             let (commit, action) = match verdict {
@@ -239,7 +239,7 @@ pub(crate) async fn pass(shared: &Shared, set: &InDoubtSet) {
                 _ => "the log holds the commit decision",
             };
             // The log may have failed since the verdict was reached: then nothing is proof.
-            if !shared.healthy() {
+            if !shared.healthy() || !shared.store.lease_valid() {
                 return;
             }
             match tokio::time::timeout(timeout, r.resolve(&p.xid, commit)).await {

@@ -18,10 +18,11 @@
 //! answers [`EngineError::Failed`]. The server turns this into "not ready" and a non-zero
 //! exit; the log is the truth on the next start.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tandem_store::Store;
-use tokio::sync::{broadcast, watch, Semaphore};
+use tandem_store::{Due, Store};
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
 use crate::alert::ParkedAlert;
 use crate::clock::{Clock, Rng};
@@ -59,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) on_end: Option<EndHook>,
     phase: watch::Sender<Phase>,
     failure: Mutex<Option<String>>,
+    /// Wakes the scheduler early (a transaction left memory due before its planned wake-up).
+    pub(crate) scheduler: Notify,
+    /// When the scheduler plans to look next (ms of the engine clock).
+    pub(crate) scheduler_planned: AtomicU64,
 }
 
 /// The parts of [`Shared`] a builder supplies.
@@ -81,6 +86,8 @@ impl Shared {
             alerts: broadcast::channel(crate::alert::ALERTS_QUEUE_MAX).0,
             phase: watch::channel(Phase::Run).0,
             failure: Mutex::new(None),
+            scheduler: Notify::new(),
+            scheduler_planned: AtomicU64::new(u64::MAX),
             store: p.store,
             transport: p.transport,
             clock: p.clock,
@@ -88,6 +95,15 @@ impl Shared {
             config: p.config,
             identity: p.identity,
             on_end: p.on_end,
+        }
+    }
+
+    /// A transaction left memory, due at `due`: make sure the scheduler looks by then.
+    pub(crate) fn scheduler_hint(&self, due: Due) {
+        if let Due::Idle(Some(at)) = due {
+            if self.scheduler_planned.fetch_min(at.0, Ordering::AcqRel) > at.0 {
+                self.scheduler.notify_one();
+            }
         }
     }
 
@@ -159,6 +175,11 @@ impl Shared {
     pub(crate) fn accepting(&self) -> Result<(), EngineError> {
         if let Some(why) = self.failure() {
             return Err(EngineError::Failed(why));
+        }
+        if !self.store.lease_valid() {
+            return Err(EngineError::Unavailable(
+                "the shared store is unreachable, or this node's lease on it lapsed; it resumes by itself when the store is back".into(),
+            ));
         }
         match self.phase() {
             Phase::Run => Ok(()),

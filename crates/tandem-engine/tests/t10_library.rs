@@ -25,6 +25,7 @@ type Answers = VecDeque<Result<(), BranchError>>;
 struct Scripted {
     script: Mutex<HashMap<(String, &'static str), Answers>>,
     calls: Mutex<Vec<String>>,
+    delays: Mutex<HashMap<String, Duration>>,
 }
 
 impl Scripted {
@@ -37,6 +38,17 @@ impl Scripted {
             .lock()
             .unwrap()
             .insert((gid.into(), op), answers.into());
+    }
+    /// Every call of `gid` takes this long before it answers.
+    fn delay(&self, gid: &str, d: Duration) {
+        self.delays.lock().unwrap().insert(gid.into(), d);
+    }
+    async fn answer_later(&self, call: &CallRequest) -> Result<(), BranchError> {
+        let d = self.delays.lock().unwrap().get(&*call.gid).copied();
+        if let Some(d) = d.filter(|d| !d.is_zero()) {
+            tokio::time::sleep(d).await;
+        }
+        self.answer(call)
     }
     fn answer(&self, call: &CallRequest) -> Result<(), BranchError> {
         self.calls.lock().unwrap().push(format!(
@@ -64,7 +76,7 @@ impl Scripted {
 #[async_trait]
 impl SagaStep for Scripted {
     async fn action(&self, call: &CallRequest) -> Result<(), BranchError> {
-        self.answer(call)
+        self.answer_later(call).await
     }
     async fn compensate(&self, call: &CallRequest) -> Result<(), BranchError> {
         self.answer(call)
@@ -368,30 +380,72 @@ async fn t30_parked_transaction_survives_restart_and_resumes() {
     c.close().await.unwrap();
 }
 
+/// A saga that only waits (its action answered ONGOING, asked again in 1.5 s) lives in the
+/// store: a restart does not call it early, the scheduler loads it when it is due, and it ends.
 #[tokio::test]
-async fn t31_unfinished_saga_resumes_after_reopen() {
+async fn t31_a_waiting_saga_runs_at_its_time_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (Scripted::new(), Scripted::new());
     {
         let c = open(dir.path(), &a, &b).await;
-        // Accepted but its action keeps answering ONGOING; close while it waits.
         a.answers("r2", "action", vec![Err(BranchError::Ongoing)]);
         c.saga("r2")
             .step("a", "1")
-            .options(|o| o.retry_interval_ms = 60_000)
+            .options(|o| o.retry_interval_ms = 1_500)
             .submit()
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         c.close().await.unwrap();
     }
+    let calls_before = a.calls("r2").len();
     let c = open(dir.path(), &a, &b).await;
-    let out = c.wait("r2").await.unwrap();
+    assert_eq!(c.stats().recovered, 0, "it was waiting, not running");
     assert_eq!(
-        out.status,
-        TxStatus::Succeeded,
-        "resumed at once, not after the 60 s wait"
+        c.counts().await.unwrap().unfinished,
+        1,
+        "but it counts as unfinished"
     );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.calls("r2").len(),
+        calls_before,
+        "not called before its time"
+    );
+    let mut status = TxStatus::Submitted;
+    for _ in 0..100 {
+        status = c.get("r2").await.unwrap().unwrap().status;
+        if status == TxStatus::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, TxStatus::Succeeded, "ran when due");
+    c.close().await.unwrap();
+}
+
+/// A saga whose call was in flight when the coordinator stopped is resumed at once.
+#[tokio::test]
+async fn t31_a_running_saga_resumes_at_once_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Scripted::new(), Scripted::new());
+    {
+        let c = open(dir.path(), &a, &b).await;
+        a.answers(
+            "r3",
+            "action",
+            vec![Err(BranchError::Transient("slow".into()))],
+        );
+        a.delay("r3", Duration::from_secs(30));
+        c.saga("r3").step("a", "1").submit().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.close_within(Duration::ZERO).await.unwrap();
+    }
+    a.delay("r3", Duration::ZERO);
+    let c = open(dir.path(), &a, &b).await;
+    assert_eq!(c.stats().recovered, 1);
+    let out = c.wait("r3").await.unwrap();
+    assert_eq!(out.status, TxStatus::Succeeded, "resumed at once");
     c.close().await.unwrap();
 }
 

@@ -8,9 +8,14 @@
 //! - [`xa`]: prepared transactions on PostgreSQL (`PREPARE TRANSACTION`) and MySQL/MariaDB
 //!   (`XA PREPARE`): the local half of XA, the in-doubt listing recovery needs, and the
 //!   helper a participant service uses in the server's XA mode.
+//! - `axum` (feature `axum`): helpers for participant services written with axum — the
+//!   branch-call extractor, protocol answers and the barrier wrapper, with a complete
+//!   participant in twenty lines in its docs.
 //! - [`testenv`]: how the database tests find their servers (`TANDEM_TEST_PG`,
 //!   `TANDEM_TEST_MYSQL`): skipped loudly outside CI, a failure in CI.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod barrier;
 pub mod testenv;
 pub mod xa;

@@ -285,3 +285,37 @@ async fn t16_custom_table_and_second_barrier_id() {
         .collect();
     assert_eq!(ids, ["01", "02"]);
 }
+
+/// Guards against: a confirm that runs after its cancel (or the other way round, or commit
+/// and rollback): only the first second-phase op of a branch takes effect.
+#[tokio::test]
+async fn t17_second_phase_is_decided_once() {
+    let Some(mut c) = connect("t17_second_phase_is_decided_once").await else {
+        return;
+    };
+    for (trans_type, first_phase, first, second) in [
+        ("tcc", "try", "cancel", "confirm"),
+        ("tcc", "try", "confirm", "cancel"),
+        ("xa", "prepare", "rollback", "commit"),
+        ("xa", "prepare", "commit", "rollback"),
+    ] {
+        let g = gid("t17");
+        assert_eq!(
+            deliver(&mut c, trans_type, &g, first_phase, false)
+                .await
+                .unwrap(),
+            Outcome::Ran(())
+        );
+        let decided = deliver(&mut c, trans_type, &g, first, false).await.unwrap();
+        assert!(!decided.is_failure(), "{first}: {decided:?}");
+        let late = deliver(&mut c, trans_type, &g, second, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            late,
+            Outcome::Skipped(Skip::Refused),
+            "{first} then {second}"
+        );
+        assert_eq!(effects(&c, &g, second).await, 0, "{first} then {second}");
+    }
+}

@@ -223,3 +223,39 @@ fn t16_custom_table_and_second_barrier_id() {
         .with_table("my barrier; DROP TABLE effects")
         .is_err());
 }
+
+/// Guards against: a confirm that runs after its cancel (or a cancel after its confirm,
+/// a commit after its rollback, ...): the coordinator decides a second phase once, so the
+/// barrier lets only the first of the two take effect and refuses the other.
+#[test]
+fn t17_second_phase_is_decided_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(&dir.path().join("p.db"));
+    for (trans_type, first_phase, first, second) in [
+        ("tcc", "try", "cancel", "confirm"),
+        ("tcc", "try", "confirm", "cancel"),
+        ("xa", "prepare", "rollback", "commit"),
+        ("xa", "prepare", "commit", "rollback"),
+    ] {
+        let g = format!("g17-{first}-{second}");
+        assert_eq!(
+            deliver(&mut c, trans_type, &g, first_phase, false).unwrap(),
+            Outcome::Ran(())
+        );
+        let decided = deliver(&mut c, trans_type, &g, first, false).unwrap();
+        assert!(!decided.is_failure(), "{first}: {decided:?}");
+        let late = deliver(&mut c, trans_type, &g, second, false).unwrap();
+        assert_eq!(
+            late,
+            Outcome::Skipped(Skip::Refused),
+            "{first} then {second}"
+        );
+        assert!(late.is_failure());
+        assert_eq!(effects(&c, &g, second), 0, "{first} then {second}");
+        // The first stays idempotent.
+        assert_eq!(
+            deliver(&mut c, trans_type, &g, first, false).unwrap(),
+            Outcome::Skipped(Skip::Duplicate)
+        );
+    }
+}

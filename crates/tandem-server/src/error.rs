@@ -65,7 +65,13 @@ impl From<EngineError> for ApiError {
                 }
                 _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_transaction", msg),
             },
-            EngineError::Failed(_) => {
+            EngineError::Failed(_) | EngineError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
+            }
+            EngineError::OwnedElsewhere { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "owned_elsewhere", msg)
+            }
+            EngineError::Store(tandem_store::StoreError::Unavailable(_)) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
             }
             EngineError::UnknownParticipant(_) => ApiError::bad_request("unknown_participant", msg),

@@ -19,13 +19,16 @@ use crate::AppState;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state).await)
 }
 
 /// Renders every metric family.
-pub fn render(state: &AppState) -> String {
+pub async fn render(state: &AppState) -> String {
     let m = state.coord.metrics().snapshot();
     let stats = state.coord.stats();
+    // Counts the store keeps; after a store failure the process is on its way out, and the
+    // scrape still answers, with zeros.
+    let counts = state.coord.counts().await.unwrap_or_default();
     let mut out = Text::default();
 
     out.family(
@@ -57,15 +60,33 @@ pub fn render(state: &AppState) -> String {
     out.family(
         "tandem_transactions_in_flight",
         "gauge",
-        "Transactions held by this coordinator that have not ended (running, waiting or parked).",
+        "Transactions that have not ended: running in memory or waiting in the store.",
     );
-    out.sample("tandem_transactions_in_flight", &[], stats.active as u64);
+    out.sample("tandem_transactions_in_flight", &[], counts.unfinished);
+    out.family(
+        "tandem_transactions_running",
+        "gauge",
+        "Transactions driven in memory right now (bounded by active_max).",
+    );
+    out.sample("tandem_transactions_running", &[], stats.running as u64);
     out.family(
         "tandem_transactions_parked",
         "gauge",
         "Transactions parked right now, waiting for an operator to retry or stop them.",
     );
-    out.sample("tandem_transactions_parked", &[], m.parked_now);
+    out.sample("tandem_transactions_parked", &[], counts.parked);
+    out.family(
+        "tandem_heuristic_outcomes_total",
+        "counter",
+        "Heuristic outcomes found: a participant disagreed with the log (parked and alerted; a human must look).",
+    );
+    out.sample("tandem_heuristic_outcomes_total", &[], m.heuristic);
+    out.family(
+        "tandem_transactions_purged_total",
+        "counter",
+        "Finished transactions deleted by retention.",
+    );
+    out.sample("tandem_transactions_purged_total", &[], stats.store.purged);
     out.family(
         "tandem_transactions_parked_total",
         "counter",

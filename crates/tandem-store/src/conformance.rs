@@ -23,7 +23,7 @@ use tandem_core::{
     TxKind, TxStatus,
 };
 
-use crate::{ListQuery, Record, Store, StoreError};
+use crate::{Claim, Due, ListQuery, Record, Store, StoreError};
 
 /// How the suite opens a backend.
 pub trait Backend {
@@ -49,6 +49,8 @@ pub async fn test_all<B: Backend>(base: &Path) {
     stats::<B>(&sub(base, "stats")).await;
     topics::<B>(&sub(base, "topics")).await;
     identity::<B>(&sub(base, "identity")).await;
+    due_index::<B>(&sub(base, "due_index")).await;
+    retention::<B>(&sub(base, "retention")).await;
     deltas::<B>(&sub(base, "deltas")).await;
     if B::DURABLE {
         topics_survive_reopen::<B>(&sub(base, "topics_reopen")).await;
@@ -125,6 +127,17 @@ fn ok<T, E: Debug>(r: Result<T, E>, what: &str) -> T {
         Ok(v) => v,
         Err(e) => panic!("{what}: {e:?}"),
     }
+}
+
+/// Every unfinished gid: all of them are due at the end of time (active ones included).
+async fn unfinished_gids<S: Store + ?Sized>(s: &S) -> Vec<String> {
+    ok(
+        s.claim_due(Timestamp(u64::MAX - 1), 1_000_000, true).await,
+        "claim_due",
+    )
+    .into_iter()
+    .map(|c| c.tx.gid)
+    .collect()
 }
 
 async fn version_of<S: Store>(s: &S, gid: &str) -> Option<u64> {
@@ -208,10 +221,7 @@ async fn unfinished<B: Backend>(dir: &Path) {
             .await,
         "d",
     );
-    let mut gids: Vec<String> = ok(s.unfinished().await, "unfinished")
-        .into_iter()
-        .map(|t| t.gid)
-        .collect();
+    let mut gids = unfinished_gids(&s).await;
     gids.sort();
     assert_eq!(
         gids,
@@ -499,9 +509,14 @@ async fn concurrent_writers<B: Backend>(dir: &Path) {
     );
     assert_eq!(listed.items.len(), want.len(), "every gid listed once");
     assert_eq!(
-        ok(s.unfinished().await, "unfinished").len(),
+        unfinished_gids(&*s).await.len(),
         want.len(),
         "all unfinished"
+    );
+    assert_eq!(
+        ok(s.counts().await, "counts").unfinished as usize,
+        want.len(),
+        "counted"
     );
     ok(s.close().await, "close");
 }
@@ -574,7 +589,7 @@ async fn reopen_after_close<B: Backend>(dir: &Path) {
         Some(2),
         "final one after reopen"
     );
-    let unfinished = ok(s.unfinished().await, "unfinished");
+    let unfinished = unfinished_gids(&s).await;
     assert_eq!(unfinished.len(), want.len(), "unfinished after reopen");
     // Reopened stores keep accepting writes, and the newest still wins.
     ok(s.write(saga("rc-00-0", 1), true).await, "older write");
@@ -852,4 +867,181 @@ async fn deltas<B: Backend>(dir: &Path) {
         );
         ok(s.close().await, "close");
     }
+}
+
+fn with_due(mut rec: Record, due: Due) -> Record {
+    rec.due = due;
+    rec
+}
+
+/// Open transactions wait in the store: idle ones come back when due (earliest first), active
+/// ones only when asked for (a restart), final ones never; `claim` finds any of them.
+async fn due_index<B: Backend>(dir: &Path) {
+    let s = B::open(dir);
+    let tcc = TxKind::Tcc;
+    let rec = |gid: &str, v: u64, status: TxStatus| make_rec(gid, v, tcc, status, false, 10);
+    let writes = [
+        with_due(rec("d-active", 1, TxStatus::Prepared), Due::Active),
+        with_due(
+            rec("d-100", 1, TxStatus::Prepared),
+            Due::Idle(Some(Timestamp(100))),
+        ),
+        with_due(
+            rec("d-50", 1, TxStatus::Submitted),
+            Due::Idle(Some(Timestamp(50))),
+        ),
+        with_due(rec("d-never", 1, TxStatus::Prepared), Due::Idle(None)),
+        with_due(
+            rec("d-done", 1, TxStatus::Succeeded),
+            Due::Idle(Some(Timestamp(1))),
+        ),
+        with_due(
+            make_rec("d-parked", 1, tcc, TxStatus::Submitted, true, 10),
+            Due::Idle(None),
+        ),
+    ];
+    for w in writes {
+        ok(s.write(w, true).await, "write");
+    }
+    let gids = |c: Vec<crate::Claimed>| c.into_iter().map(|c| c.tx.gid).collect::<Vec<_>>();
+    assert_eq!(ok(s.next_due().await, "next_due"), Some(Timestamp(50)));
+    assert_eq!(
+        gids(ok(s.claim_due(Timestamp(49), 10, false).await, "due")),
+        Vec::<String>::new(),
+        "nothing due yet"
+    );
+    assert_eq!(
+        gids(ok(s.claim_due(Timestamp(100), 10, false).await, "due")),
+        ["d-50", "d-100"],
+        "due ones, earliest first; never the active or the final one"
+    );
+    assert_eq!(
+        gids(ok(s.claim_due(Timestamp(100), 1, false).await, "due")),
+        ["d-50"],
+        "bounded"
+    );
+    let at_start = ok(s.claim_due(Timestamp(100), 10, true).await, "due");
+    assert_eq!(gids(at_start.clone()), ["d-active", "d-50", "d-100"]);
+    assert!(
+        at_start[0].resume && !at_start[1].resume,
+        "active ones are resumed"
+    );
+    assert_eq!(
+        ok(s.counts().await, "counts"),
+        crate::Counts {
+            unfinished: 5,
+            parked: 1
+        }
+    );
+    // A newer version moves it in the index; ending it takes it out.
+    ok(
+        s.write(
+            with_due(
+                rec("d-50", 2, TxStatus::Submitted),
+                Due::Idle(Some(Timestamp(500))),
+            ),
+            true,
+        )
+        .await,
+        "move",
+    );
+    let mut fin = make_tx("d-100", 2, tcc, TxStatus::Succeeded, false, 10);
+    fin.finished_at = Some(Timestamp(60));
+    ok(
+        s.write(ok(Record::from_tx(&fin), "encode"), true).await,
+        "end",
+    );
+    assert_eq!(
+        gids(ok(s.claim_due(Timestamp(499), 10, false).await, "due")),
+        Vec::<String>::new()
+    );
+    assert_eq!(ok(s.next_due().await, "next_due"), Some(Timestamp(500)));
+    assert_eq!(ok(s.counts().await, "counts").unfinished, 4);
+    match ok(s.claim("d-never").await, "claim") {
+        Claim::Got(c) => assert!(!c.resume && c.tx.gid == "d-never"),
+        other => panic!("claim d-never: {other:?}"),
+    }
+    match ok(s.claim("d-active").await, "claim") {
+        Claim::Got(c) => assert!(c.resume, "an active record is resumed"),
+        other => panic!("claim d-active: {other:?}"),
+    }
+    assert!(matches!(
+        ok(s.claim("d-missing").await, "claim"),
+        Claim::Missing
+    ));
+    ok(s.close().await, "close");
+    drop(s);
+    if B::DURABLE {
+        let s = B::open(dir);
+        assert_eq!(
+            ok(s.next_due().await, "next_due"),
+            Some(Timestamp(500)),
+            "after reopen"
+        );
+        assert_eq!(
+            ok(s.counts().await, "counts"),
+            crate::Counts {
+                unfinished: 4,
+                parked: 1
+            },
+            "after reopen"
+        );
+        ok(s.close().await, "close");
+    }
+}
+
+/// Finished transactions older than the cut are deleted, in bounded batches; nothing else.
+async fn retention<B: Backend>(dir: &Path) {
+    let s = B::open(dir);
+    for i in 0..25u64 {
+        let mut tx = make_tx(
+            &format!("r-{i:02}"),
+            1,
+            TxKind::Saga,
+            TxStatus::Succeeded,
+            false,
+            i,
+        );
+        tx.finished_at = Some(Timestamp(1_000 + i));
+        ok(
+            s.write(ok(Record::from_tx(&tx), "encode"), false).await,
+            "write",
+        );
+    }
+    ok(s.write(saga("r-open", 1), true).await, "open one");
+    ok(s.flush().await, "flush");
+    // A store may index final records a moment after they are durable: allow it a second.
+    let mut first = 0;
+    for _ in 0..100 {
+        first = ok(s.purge_finished(Timestamp(1_020), 8).await, "purge");
+        if first > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(first, 8, "a bounded batch");
+    let mut purged = 8;
+    loop {
+        let n = ok(s.purge_finished(Timestamp(1_020), 8).await, "purge");
+        if n == 0 {
+            break;
+        }
+        purged += n;
+    }
+    assert_eq!(purged, 20, "every one that finished before the cut, once");
+    for i in 0..25u64 {
+        let gid = format!("r-{i:02}");
+        assert_eq!(
+            version_of(&s, &gid).await.is_some(),
+            i >= 20,
+            "{gid} after retention"
+        );
+    }
+    assert_eq!(
+        version_of(&s, "r-open").await,
+        Some(1),
+        "unfinished ones stay"
+    );
+    assert_eq!(s.stats().purged, 20);
+    ok(s.close().await, "close");
 }

@@ -1,9 +1,17 @@
 //! # tandem-store: where transactions survive crashes
 //!
 //! The [`Store`] trait is the whole contract between the engine and a durable log:
-//! snapshots of transactions go in ([`Store::write`]), and come back by gid, in pages, or as
-//! the set of unfinished ones that recovery must resume; beside them, message topics
-//! ([`topic`]). Every backend runs the same conformance suite ([`conformance`]).
+//! snapshots of transactions go in ([`Store::write`]), and come back by gid, in pages, or —
+//! claimed for a driver — when they are due ([`Store::claim_due`]) or asked for
+//! ([`Store::claim`]); beside them, message topics ([`topic`]). Every backend runs the same conformance suite ([`conformance`]).
+//!
+//! **Open transactions live here, not in memory.** Each record says where its transaction
+//! stands for the scheduler ([`Due`]): held by a driver with work in progress (`Active`), or
+//! waiting in the store until its next timer or an event (`Idle`). The engine keeps in memory
+//! only what is running; a store indexes idle transactions by due time so that the engine can
+//! load them when their time comes, and a restart finds what was running without reading
+//! anything else. Finished transactions are deleted after the retention period
+//! ([`Store::purge_finished`]).
 //!
 //! The promise, which the engine's correctness rests on:
 //! - **Durable before acknowledged.** `write(rec, sync = true)` resolves only after `rec` —
@@ -21,6 +29,10 @@
 //!   ([`Store::identity`]); it never changes.
 //! - **Fail-stop.** After a write or sync fails, [`Store::failure`] says why and every later
 //!   write is refused; what is durable is the truth, read back by the next open.
+//! - **Fenced.** A shared store (several coordinators) refuses a write whose [`Record::fence`]
+//!   is not the transaction's current one ([`StoreError::Fenced`]): another node took the
+//!   transaction over, and the writer must stop driving it. Single-node stores have no other
+//!   owner and ignore fences.
 //!
 //! Backends: [`memory::MemoryStore`] (tests, `--durability off` comparisons) and
 //! [`redb_store::RedbStore`] (the embedded default: a group-committed write-ahead log in
@@ -74,13 +86,87 @@ pub enum StoreError {
     /// A record the store cannot hold (too large, a gid it cannot key).
     #[error("record refused: {0}")]
     Refused(String),
+    /// The write's fence is not the transaction's current one: another node owns it now.
+    #[error("transaction {gid} is owned by another node now (its fence moved on)")]
+    Fenced { gid: String },
+    /// A new transaction's gid exists already (created elsewhere meanwhile).
+    #[error("transaction {gid} exists already")]
+    Exists { gid: String },
+    /// Another live node already uses this node name (shared stores).
+    #[error(
+        "node name {name:?} is in use by a live coordinator; give this one another --node-name"
+    )]
+    NodeInUse { name: String },
+    /// A shared store cannot be reached, or the node's lease on it lapsed: nothing is certain
+    /// until it is back (the engine then reloads what it owns).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// Whether the same call may succeed if tried again later.
     pub fn retryable(&self) -> bool {
-        matches!(self, StoreError::Io(_))
+        matches!(self, StoreError::Io(_) | StoreError::Unavailable(_))
     }
+}
+
+/// Where a transaction stands for the scheduler; written with each of its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Due {
+    /// A driver holds it in memory with work in progress; after a crash it is resumed at once
+    /// (every call whose answer is not logged is made again).
+    Active,
+    /// Nobody holds it in memory: it is loaded at this time (its next timer), or — `None` —
+    /// only when an event (a client or an operator) asks for it.
+    Idle(Option<Timestamp>),
+}
+
+impl Due {
+    /// The due time as an index key: `Active` first (0), never-by-time last (`u64::MAX`).
+    pub fn key(self) -> u64 {
+        match self {
+            Due::Active => 0,
+            Due::Idle(Some(t)) => t.0.clamp(1, u64::MAX - 1),
+            Due::Idle(None) => u64::MAX,
+        }
+    }
+
+    pub fn from_key(k: u64) -> Due {
+        match k {
+            0 => Due::Active,
+            u64::MAX => Due::Idle(None),
+            t => Due::Idle(Some(Timestamp(t))),
+        }
+    }
+}
+
+/// A transaction handed to a driver: with the fence its writes must carry, and whether it
+/// must be resumed (a driver held it when it was last written: calls may have been in flight).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tx: Transaction,
+    pub fence: u64,
+    pub resume: bool,
+}
+
+/// What [`Store::counts`] answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Transactions not final.
+    pub unfinished: u64,
+    /// Of those, the ones parked for an operator.
+    pub parked: u64,
+}
+
+/// What [`Store::claim`] found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    Got(Box<Claimed>),
+    /// Another live node drives it right now; ask again shortly.
+    Busy {
+        owner: String,
+    },
+    Missing,
 }
 
 /// One snapshot ready for the log: the encoded transaction plus the fields the store
@@ -99,6 +185,12 @@ pub struct Record {
     /// may store instead of `body` (it is much smaller for a transaction with many branches).
     /// Stores without a log ignore it.
     pub delta: Option<Vec<u8>>,
+    /// Set when the transaction is final (retention deletes it this long after).
+    pub finished_at: Option<Timestamp>,
+    /// Where it stands for the scheduler (ignored once final).
+    pub due: Due,
+    /// The fence under which the writer drives it (see the crate doc).
+    pub fence: u64,
 }
 
 impl Record {
@@ -112,6 +204,9 @@ impl Record {
             created_at: tx.created_at,
             body: codec::encode(tx)?,
             delta: None,
+            finished_at: tx.finished_at,
+            due: Due::Active,
+            fence: 0,
         })
     }
 
@@ -176,6 +271,8 @@ pub struct Page {
 /// Counters a store keeps about its own work (monotonic since open).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Finished transactions deleted by retention.
+    pub purged: u64,
     /// Batches written to the log.
     pub batches: u64,
     /// Records written to the log.
@@ -198,8 +295,21 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, gid: &str) -> Result<Option<Transaction>>;
     /// A page of transactions matching `q`, newest first.
     async fn list(&self, q: &ListQuery) -> Result<Page>;
-    /// Every durable transaction whose status is not final (what recovery resumes).
-    async fn unfinished(&self) -> Result<Vec<Transaction>>;
+    /// Takes `gid` to drive it (an event arrived for it): the transaction, the fence to write
+    /// with, and whether to resume it. [`Claim::Busy`] when another live node drives it.
+    async fn claim(&self, gid: &str) -> Result<Claim>;
+    /// Up to `limit` unfinished transactions that need a driver now: idle ones due at or before
+    /// `now`, a dead node's (shared stores), and — with `active`, when the engine starts — the
+    /// ones a driver held when this node last stopped. Each is claimed for the caller.
+    async fn claim_due(&self, now: Timestamp, limit: usize, active: bool) -> Result<Vec<Claimed>>;
+    /// When the earliest idle transaction is due, if any (the scheduler sleeps until then).
+    async fn next_due(&self) -> Result<Option<Timestamp>>;
+    /// How many transactions are unfinished, and how many of those parked — driven or
+    /// waiting in the store.
+    async fn counts(&self) -> Result<Counts>;
+    /// Deletes up to `limit` final transactions that finished before `before`; returns how
+    /// many it deleted.
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize>;
     /// Makes every queued write durable.
     async fn flush(&self) -> Result<()>;
     /// Every message topic, by name.
@@ -227,6 +337,18 @@ pub trait Store: Send + Sync + 'static {
     /// Why the store stopped accepting writes, once it has (fail-stop); `None` while healthy.
     fn failure(&self) -> Option<String> {
         None
+    }
+    /// Whether this node may act for what it owns right now: a shared store answers `false`
+    /// from the moment the node's lease may have lapsed (it then stops calling participants on
+    /// its own) until it was renewed. Single-node stores: always.
+    fn lease_valid(&self) -> bool {
+        true
+    }
+    /// Counts the times the store lost and regained the node's lease (or its connection): a
+    /// change means another node may have taken over anything, so the engine drops what it
+    /// holds in memory and claims again. Single-node stores: always 0.
+    fn epoch(&self) -> u64 {
+        0
     }
 }
 

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tandem_core::{Identity, Transaction};
+use tandem_core::{Identity, Timestamp, Transaction};
 
-use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
+use crate::{
+    Claim, Claimed, Counts, Due, ListQuery, Page, Record, Result, Store, StoreError, StoreStats,
+};
 
 /// A [`Store`] that keeps everything in process memory.
 #[derive(Debug, Default)]
@@ -24,6 +26,7 @@ pub struct MemoryStore {
     closed: AtomicBool,
     records: AtomicU64,
     bytes: AtomicU64,
+    purged: AtomicU64,
     identity: Mutex<Option<Identity>>,
 }
 
@@ -89,14 +92,78 @@ impl Store for MemoryStore {
         plan.page(hits.into_iter())
     }
 
-    async fn unfinished(&self) -> Result<Vec<Transaction>> {
-        let recs: Vec<Record> = self
+    async fn claim(&self, gid: &str) -> Result<Claim> {
+        let rec = self.map()?.get(gid).cloned();
+        Ok(match rec {
+            None => Claim::Missing,
+            Some(r) => Claim::Got(Box::new(Claimed {
+                resume: !r.is_final() && r.due == Due::Active,
+                tx: r.decode()?,
+                fence: r.fence,
+            })),
+        })
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: usize, active: bool) -> Result<Vec<Claimed>> {
+        let mut due: Vec<Record> = self
             .map()?
             .values()
             .filter(|r| !r.is_final())
+            .filter(|r| match r.due {
+                Due::Active => active,
+                d => d.key() <= now.0,
+            })
             .cloned()
             .collect();
-        recs.iter().map(Record::decode).collect()
+        due.sort_by(|a, b| (a.due.key(), &a.gid).cmp(&(b.due.key(), &b.gid)));
+        due.truncate(limit);
+        due.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    resume: r.due == Due::Active,
+                    tx: r.decode()?,
+                    fence: r.fence,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        Ok(self
+            .map()?
+            .values()
+            .filter(|r| !r.is_final())
+            .filter_map(|r| match r.due {
+                Due::Idle(Some(t)) => Some(t),
+                _ => None,
+            })
+            .min())
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        let map = self.map()?;
+        let open = map.values().filter(|r| !r.is_final());
+        let (mut unfinished, mut parked) = (0, 0);
+        for r in open {
+            unfinished += 1;
+            parked += u64::from(r.parked);
+        }
+        Ok(Counts { unfinished, parked })
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        let mut map = self.map()?;
+        let old: Vec<String> = map
+            .values()
+            .filter(|r| r.finished_at.is_some_and(|f| f < before))
+            .map(|r| r.gid.clone())
+            .take(limit)
+            .collect();
+        for gid in &old {
+            map.remove(gid);
+        }
+        self.purged.fetch_add(old.len() as u64, Ordering::Relaxed);
+        Ok(old.len())
     }
 
     async fn flush(&self) -> Result<()> {
@@ -159,6 +226,7 @@ impl Store for MemoryStore {
     fn stats(&self) -> StoreStats {
         let records = self.records.load(Ordering::Relaxed);
         StoreStats {
+            purged: self.purged.load(Ordering::Relaxed),
             batches: records,
             records,
             syncs: 0,

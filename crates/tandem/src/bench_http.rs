@@ -1,9 +1,12 @@
-//! `tandem bench http`: the server over real loopback HTTP, the way DTM clients use it.
+//! `tandem bench http`: the server over real loopback HTTP, the way its clients use it.
 //!
-//! N closed-loop clients (one task each, each owning one keep-alive HTTP/1.1 connection)
-//! submit 2-step sagas with `wait_result: true` to `POST /api/dtmsvr/submit`; a submit is
-//! answered only once the saga has ended, so the latency measured is the whole transaction:
-//! the request, the coordinator's forced log writes, both branch calls, the answer.
+//! N closed-loop clients (one task each) submit 2-step sagas with `wait_result: true` —
+//! with `--api v1` (the default) through [`tandem_client`] to `POST /v1/sagas`, as a Rust
+//! application would; with `--api dtm` as DTM clients do, to `POST /api/dtmsvr/submit`
+//! (each client owning one keep-alive HTTP/1.1 connection; the form used to compare with
+//! DTM-compatible servers). A submit is answered only once the saga has ended, so the
+//! latency measured is the whole transaction: the request, the coordinator's forced log
+//! writes, both branch calls, the answer.
 //!
 //! ```text
 //!  clients --POST submit--> tandem server --POST ?op=action--> no-op branch service
@@ -55,14 +58,27 @@ pub struct HttpArgs {
     /// Where to make the started server's fresh data directory (removed afterwards).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Which API the clients submit to: v1 (the native API, through tandem-client) or dtm
+    /// (DTM's /api/dtmsvr/submit, to compare with DTM-compatible servers).
+    #[arg(long, value_enum, default_value_t = Api::V1)]
+    api: Api,
     /// Print one JSON summary instead of text.
     #[arg(long)]
     json: bool,
 }
 
+/// The API a bench client submits to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Api {
+    V1,
+    Dtm,
+}
+
 #[derive(Debug, serde::Serialize)]
 struct Summary {
     bench: &'static str,
+    api: Api,
     server: String,
     server_in_process: bool,
     branches: &'static str,
@@ -139,6 +155,7 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
         Some(b) => format!("{b}/api/busi/{op}"),
         None => String::new(),
     };
+    let submitter = Submitter::new(a.api, &base, &authority, &submit, &step)?;
     let body_tail = Arc::new(format!(
         r#"","trans_type":"saga","wait_result":true,"steps":[{{"action":"{}","compensate":"{}"}},{{"action":"{}","compensate":"{}"}}],"payloads":["{{\"amount\":30}}","{{\"amount\":30}}"]}}"#,
         step("TransOut"),
@@ -149,8 +166,8 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
 
     // One submit first, so a wrong address or API fails loudly instead of as 100% errors.
     let first = async {
-        let mut conn = Conn::open(&authority).await?;
-        conn.submit(&submit, format!("bh{run_id}-probe"), body_tail.as_str())
+        let mut conn = submitter.connect().await?;
+        conn.submit(format!("bh{run_id}-probe"), body_tail.as_str())
             .await
     }
     .await;
@@ -166,7 +183,7 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(a.concurrency);
     for _ in 0..a.concurrency {
-        let (authority, submit, body_tail) = (authority.clone(), submit.clone(), body_tail.clone());
+        let (submitter, body_tail) = (submitter.clone(), body_tail.clone());
         let (seq, done, errors, recording, stop) = (
             seq.clone(),
             done.clone(),
@@ -176,19 +193,19 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
         );
         workers.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
-            let mut conn: Option<Conn> = None;
+            let mut conn: Option<Session> = None;
             while !stop.load(Ordering::Relaxed) {
                 let gid = format!("bh{run_id}-{}", seq.fetch_add(1, Ordering::Relaxed));
                 let t = Instant::now();
                 let ok = match conn.as_mut() {
-                    Some(c) => c.submit(&submit, gid, &body_tail).await,
-                    None => match Conn::open(&authority).await {
-                        Ok(c) => conn.insert(c).submit(&submit, gid, &body_tail).await,
+                    Some(c) => c.submit(gid, &body_tail).await,
+                    None => match submitter.connect().await {
+                        Ok(c) => conn.insert(c).submit(gid, &body_tail).await,
                         Err(e) => Err(e),
                     },
                 };
                 // A broken connection is replaced before the next submit.
-                if ok.is_err() && conn.as_ref().is_some_and(|c| c.sender.is_closed()) {
+                if ok.is_err() && conn.as_ref().is_some_and(Session::is_closed) {
                     conn = None;
                 }
                 let ok = ok.is_ok();
@@ -218,7 +235,11 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
             indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}s {msg}")?
                 .progress_chars("=> "),
         );
-        bar.set_prefix(format!("saga, {branches}, c={}", a.concurrency));
+        bar.set_prefix(format!(
+            "saga via {}, {branches}, c={}",
+            api_name(a.api),
+            a.concurrency
+        ));
         bar
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -248,6 +269,7 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
     let s = Summary {
         bench: "http",
+        api: a.api,
         server: base,
         server_in_process: a.server.is_none(),
         branches,
@@ -269,7 +291,8 @@ pub async fn run(a: HttpArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         println!(
-            "tandem bench http: 2-step sagas with wait_result, {}, concurrency {}, {} s, server {}{}",
+            "tandem bench http: 2-step sagas with wait_result via {}, {}, concurrency {}, {} s, server {}{}",
+            api_name(s.api),
             s.branches,
             s.concurrency,
             a.duration,
@@ -311,6 +334,112 @@ async fn stop_own(
             Err(_) => eprintln!("the bench server did not stop within 30 s"),
         }
         drop(dir);
+    }
+}
+
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::V1 => "POST /v1/sagas (tandem-client)",
+        Api::Dtm => "POST /api/dtmsvr/submit",
+    }
+}
+
+/// How the clients submit: the pieces each bench client needs, cheap to clone.
+#[derive(Clone)]
+enum Submitter {
+    /// The native API through `tandem_client` (one shared connection pool).
+    V1 {
+        client: tandem_client::Client,
+        /// The four branch URLs: action and compensate of each step.
+        urls: Arc<[String; 4]>,
+    },
+    /// DTM's submit, each client on its own connection.
+    Dtm {
+        authority: String,
+        submit: hyper::Uri,
+    },
+}
+
+impl Submitter {
+    fn new(
+        api: Api,
+        base: &str,
+        authority: &str,
+        submit: &hyper::Uri,
+        step: &dyn Fn(&str) -> String,
+    ) -> anyhow::Result<Submitter> {
+        Ok(match api {
+            Api::V1 => Submitter::V1 {
+                client: tandem_client::Client::builder(base)
+                    .token(std::env::var("TANDEM_AUTH_TOKEN").ok())
+                    // A bench counts failures; it does not hide them behind resends.
+                    .retry(tandem_client::RetryPolicy::none())
+                    .build()?,
+                urls: Arc::new([
+                    step("TransOut"),
+                    step("TransOutRevert"),
+                    step("TransIn"),
+                    step("TransInRevert"),
+                ]),
+            },
+            Api::Dtm => Submitter::Dtm {
+                authority: authority.to_owned(),
+                submit: submit.clone(),
+            },
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Session> {
+        Ok(match self {
+            Submitter::V1 { client, urls } => Session::V1 {
+                client: client.clone(),
+                urls: urls.clone(),
+            },
+            Submitter::Dtm { authority, submit } => Session::Dtm {
+                conn: Conn::open(authority).await?,
+                submit: submit.clone(),
+            },
+        })
+    }
+}
+
+/// One bench client's way to the server.
+enum Session {
+    V1 {
+        client: tandem_client::Client,
+        urls: Arc<[String; 4]>,
+    },
+    Dtm {
+        conn: Conn,
+        submit: hyper::Uri,
+    },
+}
+
+impl Session {
+    /// One saga; Ok only when it was answered as ended `succeed`.
+    async fn submit(&mut self, gid: String, dtm_body_tail: &str) -> anyhow::Result<()> {
+        match self {
+            Session::V1 { client, urls } => {
+                let payload = serde_json::json!({"amount": 30});
+                let out = client
+                    .saga()
+                    .gid(gid)
+                    .step(&urls[0], &urls[1], &payload)
+                    .step(&urls[2], &urls[3], &payload)
+                    .submit_and_wait()
+                    .await?;
+                anyhow::ensure!(out.succeeded(), "saga {} ended {}", out.gid, out.status);
+                Ok(())
+            }
+            Session::Dtm { conn, submit } => conn.submit(submit, gid, dtm_body_tail).await,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Session::V1 { .. } => false,
+            Session::Dtm { conn, .. } => conn.sender.is_closed(),
+        }
     }
 }
 

@@ -1,13 +1,15 @@
 //! `tandem`: the command line. Run the server (`serve`), inspect and operate on transactions
-//! (`tx list|show` on a data directory or `--server`, `tx retry|stop --server`) and measure
-//! the coordinator (`bench embedded`).
+//! (`tx list|show` on a data directory or `--server`, `tx retry|stop --server`), check a
+//! participant service (`check participant`) and measure the coordinator (`bench ...`).
 //!
 //! Exit codes: 0 success; 2 a usage error (clap's: unknown flag, missing argument); 1 any
-//! other failure. A failure prints `error: ...` and its causes, each once, and never a
+//! other failure. `check participant` answers like `grep` and `diff`: 0 the participant
+//! conforms, 1 violations found, 2 it could not check (bad spec, nothing reachable). A failure prints `error: ...` and its causes, each once, and never a
 //! stack backtrace (whatever `RUST_BACKTRACE` says): it is a message for the user, not a
 //! crash report.
 
 mod bench;
+mod check;
 mod client;
 mod serve;
 mod tx_cmd;
@@ -43,6 +45,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: tx_cmd::TxCmd,
     },
+    /// Check that a participant service is safe to retry (duplicates, lost answers, late
+    /// and out-of-order calls).
+    Check {
+        #[command(subcommand)]
+        cmd: check::CheckCmd,
+    },
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -63,6 +71,7 @@ fn main() -> std::process::ExitCode {
                     Cmd::Serve(args) => serve::run(args).await,
                     Cmd::Tx { cmd } => tx_cmd::run(cmd).await,
                     Cmd::Bench { cmd } => bench::run(cmd).await,
+                    Cmd::Check { cmd } => check::run(cmd).await,
                 }
             })
         });

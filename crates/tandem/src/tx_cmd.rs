@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use tandem_client::{ListFilter, TxSummary, TxView};
 use tandem_core::{TxKind, TxStatus};
-use tandem_server::v1::view::{TxSummary, TxView};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
 use tandem_store::{ListQuery, Store, StoreError};
 
-use crate::client::{ListFilter, ServerClient};
 use crate::tx_print;
 
 /// `tandem tx --help`: the two ways of reaching transactions.
@@ -149,11 +148,15 @@ pub async fn run(cmd: TxCmd) -> anyhow::Result<()> {
                 parked: parked.then_some(true),
                 gid_prefix,
                 cursor,
-                limit,
+                limit: Some(limit),
+                ..ListFilter::default()
             };
             let (items, next) = match &source.server {
                 Some(url) => {
-                    let page = ServerClient::new(url)?.list(&filter).await?;
+                    let page = crate::client::connect(url)?
+                        .list(&filter)
+                        .await
+                        .map_err(crate::client::explain)?;
                     (page.transactions, page.next_cursor)
                 }
                 None => list_dir(&source.data_dir, filter).await?,
@@ -162,7 +165,10 @@ pub async fn run(cmd: TxCmd) -> anyhow::Result<()> {
         }
         TxCmd::Show { gid, source, json } => {
             let tx = match &source.server {
-                Some(url) => ServerClient::new(url)?.get(&gid).await?,
+                Some(url) => crate::client::connect(url)?
+                    .get(&gid)
+                    .await
+                    .map_err(crate::client::explain)?,
                 None => show_dir(&source.data_dir, &gid).await?,
             };
             tx_print::show(&tx, json)
@@ -199,9 +205,12 @@ async fn operate(
         !reason.trim().is_empty(),
         "--reason must say why (it is recorded in the transaction's history)"
     );
-    let tx = ServerClient::new(&url)?
-        .operator(gid, action, reason)
-        .await?;
+    let client = crate::client::connect(&url)?;
+    let tx = match action {
+        "retry" => client.retry(gid, reason).await,
+        _ => client.stop(gid, reason).await,
+    }
+    .map_err(crate::client::explain)?;
     tx_print::show(&tx, json)
 }
 
@@ -218,14 +227,25 @@ async fn list_dir(dir: &Path, f: ListFilter) -> anyhow::Result<(Vec<TxSummary>, 
         parked: f.parked,
         gid_prefix: f.gid_prefix,
         cursor: f.cursor,
-        limit: f.limit,
+        limit: f.limit.unwrap_or(50),
         ..Default::default()
     };
     let store = open(dir)?;
     let page = store.list(&q).await;
     store.close().await?;
     let page = page?;
-    Ok((page.items.iter().map(TxSummary::from).collect(), page.next))
+    let items = page
+        .items
+        .iter()
+        .map(|tx| wire(&tandem_server::v1::view::TxSummary::from(tx)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((items, page.next))
+}
+
+/// A server view type as the client reads it off the wire: the data directory is printed
+/// exactly as the server would answer for it.
+fn wire<T: serde::Serialize, U: serde::de::DeserializeOwned>(v: &T) -> anyhow::Result<U> {
+    Ok(serde_json::from_value(serde_json::to_value(v)?)?)
 }
 
 async fn show_dir(dir: &Path, gid: &str) -> anyhow::Result<TxView> {
@@ -233,5 +253,5 @@ async fn show_dir(dir: &Path, gid: &str) -> anyhow::Result<TxView> {
     let tx = store.get(gid).await;
     store.close().await?;
     let tx = tx?.with_context(|| format!("no transaction {gid:?} in {}", dir.display()))?;
-    Ok(TxView::from(&tx))
+    wire(&tandem_server::v1::view::TxView::from(&tx))
 }

@@ -1,8 +1,8 @@
 //! How `tandem tx` prints transactions, in text or JSON. Both sources — a data directory
-//! and a running server — are first turned into the server's `/v1` view types, so the two
-//! modes print exactly the same thing.
+//! and a running server — are first turned into the `/v1` wire types (`tandem_client`'s),
+//! so the two modes print exactly the same thing.
 
-use tandem_server::v1::view::{TxPage, TxSummary, TxView};
+use tandem_client::{TxPage, TxSummary, TxView};
 
 /// A page of a list; with `--json` exactly as `GET /v1/transactions` answers it:
 /// `{"transactions": [...], "next_cursor": cursor-or-null}`.
@@ -50,6 +50,9 @@ pub fn show(tx: &TxView, json: bool) -> anyhow::Result<()> {
     }
     if let Some(r) = &tx.fail_reason {
         println!("reason    {r}");
+    }
+    if let Some(h) = &tx.heuristic {
+        println!("heuristic {h}");
     }
     println!("created   {}", iso(tx.created_at_ms));
     if let Some(f) = tx.finished_at_ms {

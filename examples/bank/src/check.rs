@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tandem_client::{Client, RetryPolicy, TxOptions};
 
 use crate::http::Http;
 use crate::store::{Snapshot, StepBody};
@@ -135,7 +136,6 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Runs the load, waits for every transaction to end, and checks the money.
 /// Drops the account and ledger tables of both banks (`POST /admin/teardown`).
 pub async fn teardown(banks: &[String; 2]) -> anyhow::Result<()> {
     let http = Http::new();
@@ -148,8 +148,16 @@ pub async fn teardown(banks: &[String; 2]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the load, waits for every transaction to end, and checks the money.
 pub async fn run(cfg: CheckConfig) -> anyhow::Result<Report> {
     let http = Http::new();
+    let tandem = Client::builder(&cfg.coordinator)
+        .timeout(Duration::from_secs(40))
+        .retry(RetryPolicy {
+            attempts_max: 3,
+            ..RetryPolicy::default()
+        })
+        .build()?;
     for bank in &cfg.banks {
         let setup = json!({"accounts": cfg.accounts, "balance": cfg.balance});
         let (status, body) = http
@@ -171,7 +179,7 @@ pub async fn run(cfg: CheckConfig) -> anyhow::Result<Report> {
     let cfg = Arc::new(cfg);
     let mut clients = Vec::new();
     for client in 0..cfg.clients {
-        let (cfg, http) = (cfg.clone(), http.clone());
+        let (cfg, http, tandem) = (cfg.clone(), http.clone(), tandem.clone());
         let prefix = format!("bk-{run_id}-{client}-");
         clients.push(tokio::spawn(async move {
             let mut done = Vec::new();
@@ -179,7 +187,7 @@ pub async fn run(cfg: CheckConfig) -> anyhow::Result<Report> {
             while Instant::now() < deadline {
                 let t = random_transfer(&cfg, format!("{prefix}{n}"));
                 n += 1;
-                if let Err(e) = transfer(&http, &cfg, &t).await {
+                if let Err(e) = transfer(&tandem, &http, &cfg, &t).await {
                     tracing::debug!(gid = %t.gid, error = %e, "transfer call failed");
                 }
                 done.push(t);
@@ -192,7 +200,7 @@ pub async fn run(cfg: CheckConfig) -> anyhow::Result<Report> {
         transfers.extend(c.await?);
     }
     let elapsed = started.elapsed();
-    let outcomes = settle(&http, &cfg, &transfers).await;
+    let outcomes = settle(&tandem, &cfg, &transfers).await;
     let after = snapshots(&http, &cfg).await?;
     Ok(verify(
         &cfg, &transfers, &outcomes, &before, &after, elapsed,
@@ -210,77 +218,71 @@ fn random_transfer(cfg: &CheckConfig, gid: String) -> Transfer {
     }
 }
 
-/// Drives one transfer. The outcome that counts is the coordinator's, read later.
-async fn transfer(http: &Http, cfg: &CheckConfig, t: &Transfer) -> anyhow::Result<()> {
-    let coord = &cfg.coordinator;
+/// Drives one transfer through the coordinator: saga and TCC with `tandem_client`, XA with
+/// DTM's protocol (which the native client does not speak). The outcome that counts is the
+/// coordinator's, read later.
+async fn transfer(
+    tandem: &Client,
+    http: &Http,
+    cfg: &CheckConfig,
+    t: &Transfer,
+) -> anyhow::Result<()> {
     let (from, to) = (&cfg.banks[t.from.0], &cfg.banks[t.to.0]);
-    let debit = serde_json::to_value(StepBody {
-        account: t.from.1,
+    let body = |account, fail| StepBody {
+        account,
         amount: t.amount,
-        fail: t.injected == Some(true),
-    })?;
-    let credit = serde_json::to_value(StepBody {
-        account: t.to.1,
-        amount: t.amount,
-        fail: t.injected == Some(false),
-    })?;
+        fail,
+        delay_ms: 0,
+    };
+    let debit = body(t.from.1, t.injected == Some(true));
+    let credit = body(t.to.1, t.injected == Some(false));
+    let options = TxOptions {
+        retry_interval_ms: Some(200),
+        ..TxOptions::default()
+    };
     let gid = &t.gid;
     match cfg.mode {
         Mode::Saga => {
-            let saga = json!({
-                "gid": gid,
-                "wait_result": true,
-                "options": {"retry_interval_ms": 200},
-                "steps": [
-                    {"action": format!("{from}/saga/debit"), "compensate": format!("{from}/saga/undo-debit"), "payload": debit},
-                    {"action": format!("{to}/saga/credit"), "compensate": format!("{to}/saga/undo-credit"), "payload": credit},
-                ]
-            });
-            http.post(&format!("{coord}/v1/sagas"), Some(&saga)).await?;
+            tandem
+                .saga()
+                .gid(gid)
+                .options(options)
+                .step(
+                    &format!("{from}/saga/debit"),
+                    &format!("{from}/saga/undo-debit"),
+                    &debit,
+                )
+                .step(
+                    &format!("{to}/saga/credit"),
+                    &format!("{to}/saga/undo-credit"),
+                    &credit,
+                )
+                .submit_and_wait()
+                .await?;
         }
         Mode::Tcc => {
-            let begin = json!({"gid": gid, "options": {"retry_interval_ms": 200}});
-            let (status, body) = http.post(&format!("{coord}/v1/tcc"), Some(&begin)).await?;
-            anyhow::ensure!(status == 200, "tcc begin: {status} {body}");
-            let mut all_tried = true;
-            for (branch, bank, side, payload) in [
-                ("debit", from, "debit", &debit),
-                ("credit", to, "credit", &credit),
-            ] {
-                let register = json!({
-                    "branch_id": branch,
-                    "confirm": format!("{bank}/tcc/confirm-{side}"),
-                    "cancel": format!("{bank}/tcc/cancel-{side}"),
-                    "payload": payload,
-                });
-                let (status, _) = http
-                    .post(&format!("{coord}/v1/tcc/{gid}/branches"), Some(&register))
-                    .await?;
-                let tried = status == 200
-                    && http
-                        .post(
-                            &format!(
-                                "{bank}/tcc/try-{side}?gid={gid}&trans_type=tcc&branch_id={branch}&op=try"
-                            ),
-                            Some(payload),
+            // A try that fails (or never answers) aborts: the coordinator cancels both.
+            let _ = tandem
+                .tcc_run(Some(gid.clone()), options, true, |tcc| async move {
+                    for (branch, bank, side, payload) in [
+                        ("debit", from, "debit", &debit),
+                        ("credit", to, "credit", &credit),
+                    ] {
+                        tcc.call_try(
+                            branch,
+                            &format!("{bank}/tcc/try-{side}"),
+                            &format!("{bank}/tcc/confirm-{side}"),
+                            &format!("{bank}/tcc/cancel-{side}"),
+                            payload,
                         )
-                        .await
-                        .map(|(s, _)| s == 200)
-                        .unwrap_or(false);
-                if !tried {
-                    all_tried = false;
-                    break;
-                }
-            }
-            let finish = if all_tried { "submit" } else { "abort" };
-            http.post(
-                &format!("{coord}/v1/tcc/{gid}/{finish}"),
-                Some(&json!({"wait_result": true})),
-            )
-            .await?;
+                        .await?;
+                    }
+                    Ok(())
+                })
+                .await;
         }
         Mode::Xa => {
-            let dtm = format!("{coord}/api/dtmsvr");
+            let dtm = format!("{}/api/dtmsvr", cfg.coordinator);
             let trans = json!({"gid": gid, "trans_type": "xa", "wait_result": true});
             let (status, body) = http.post(&format!("{dtm}/prepare"), Some(&trans)).await?;
             anyhow::ensure!(status == 200, "xa prepare: {status} {body}");
@@ -291,7 +293,7 @@ async fn transfer(http: &Http, cfg: &CheckConfig, t: &Transfer) -> anyhow::Resul
                 let ok = http
                     .post(
                         &format!("{bank}/xa/{side}?gid={gid}&trans_type=xa&branch_id={branch}"),
-                        Some(payload),
+                        Some(&serde_json::to_value(payload)?),
                     )
                     .await
                     .map(|(s, _)| s == 200)
@@ -310,22 +312,20 @@ async fn transfer(http: &Http, cfg: &CheckConfig, t: &Transfer) -> anyhow::Resul
 
 /// Waits until the coordinator reports every transfer ended; `gid → status` (`succeed`,
 /// `failed`, or the last status seen when the settle time ran out).
-async fn settle(http: &Http, cfg: &CheckConfig, transfers: &[Transfer]) -> HashMap<String, String> {
+async fn settle(
+    tandem: &Client,
+    cfg: &CheckConfig,
+    transfers: &[Transfer],
+) -> HashMap<String, String> {
     let deadline = Instant::now() + cfg.settle;
     let mut outcomes = HashMap::new();
     for t in transfers {
         loop {
-            let seen = http
-                .get(&format!("{}/v1/transactions/{}", cfg.coordinator, t.gid))
-                .await;
-            let status = match &seen {
-                Ok((200, v)) if v["parked"].is_null() => {
-                    v["status"].as_str().unwrap_or("").to_owned()
-                }
-                Ok((200, v)) => format!("parked: {}", v["parked"]),
-                Ok((404, _)) => "never created".to_owned(),
-                Ok((s, v)) => format!("HTTP {s}: {v}"),
-                Err(e) => format!("unreachable: {e}"),
+            let status = match tandem.get(&t.gid).await {
+                Ok(tx) if tx.parked.is_none() => tx.status,
+                Ok(tx) => format!("parked: {}", tx.parked.unwrap_or_default()),
+                Err(e) if e.is_not_found() => "never created".to_owned(),
+                Err(e) => e.to_string(),
             };
             let ended = matches!(status.as_str(), "succeed" | "failed" | "never created");
             if ended || Instant::now() >= deadline {

@@ -10,6 +10,8 @@
 //!                                                 cancel-debit:  balance += a, frozen -= a
 //!        try-credit: (nothing)    confirm-credit: balance += a   cancel-credit: (nothing)
 //!  xa    debit: balance -= a       credit: balance += a   (inside a prepared transaction)
+//!  2pc   prepare-, commit-, rollback-{debit,credit}: as TCC's try-, confirm-, cancel-
+//!  msg   credit: balance += a          (a message delivery)
 //! ```
 //!
 //! A step asked to fail (`fail` in its payload) does its work, then answers FAILURE, so its
@@ -44,12 +46,13 @@ pub fn effect(protocol: &str, step: &str, amount: i64) -> Option<Effect> {
         ("saga", "undo-debit") => e(amount, 0, false),
         ("saga", "credit") | ("xa", "credit") => e(amount, 0, true),
         ("saga", "undo-credit") => e(-amount, 0, false),
-        ("tcc", "try-debit") => e(-amount, amount, true),
-        ("tcc", "confirm-debit") => e(0, -amount, false),
-        ("tcc", "cancel-debit") => e(amount, -amount, false),
-        ("tcc", "try-credit") => e(0, 0, true),
-        ("tcc", "cancel-credit") => e(0, 0, false),
-        ("tcc", "confirm-credit") => e(amount, 0, false),
+        ("tcc", "try-debit") | ("2pc", "prepare-debit") => e(-amount, amount, true),
+        ("tcc", "confirm-debit") | ("2pc", "commit-debit") => e(0, -amount, false),
+        ("tcc", "cancel-debit") | ("2pc", "rollback-debit") => e(amount, -amount, false),
+        ("tcc", "try-credit") | ("2pc", "prepare-credit") => e(0, 0, true),
+        ("tcc", "cancel-credit") | ("2pc", "rollback-credit") => e(0, 0, false),
+        ("tcc", "confirm-credit") | ("2pc", "commit-credit") => e(amount, 0, false),
+        ("msg", "credit") => e(amount, 0, false),
         _ => None,
     }
 }

@@ -1,5 +1,6 @@
-//! A small JSON-over-HTTP client (hyper, one pooled keep-alive client) for the checker's
-//! calls to the coordinator and the banks, and the banks' XA registrations.
+//! A small JSON-over-HTTP client (hyper, one pooled keep-alive client) for what
+//! `tandem_client` does not cover: the banks' own admin endpoints, and DTM's XA protocol
+//! (the checker's XA transfers and the banks' XA branch registrations).
 
 use std::time::Duration;
 

@@ -13,37 +13,42 @@ mod my;
 mod pg;
 
 use serde::{Deserialize, Serialize};
-use tandem_participant::barrier::{Barrier, CallError, Outcome};
+use tandem_participant::axum::{BranchCall, BranchError, Reply};
 use tandem_participant::xa;
 
 use crate::effect::Effect;
 
-/// A branch call's body: which account, how much, and whether to fail on purpose.
+/// A branch call's body: which account, how much, whether to fail on purpose, and how long
+/// to hold the local transaction before the work (lets a check provoke a timeout).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepBody {
     pub account: i64,
     pub amount: i64,
     #[serde(default)]
     pub fail: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay_ms: u64,
 }
 
-/// Why the business code refused (answered as FAILURE, HTTP 409) or broke (HTTP 500).
-#[derive(Debug, thiserror::Error)]
-pub enum Busi {
-    #[error("insufficient funds or no such account")]
-    Insufficient,
-    #[error("injected failure")]
-    Injected,
-    #[error("database: {0}")]
-    Db(String),
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
-/// What a branch call answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    Success,
-    /// Business failure: HTTP 409 `FAILURE`, the coordinator rolls back.
-    Failure(String),
+/// Longest `delay_ms` honoured.
+pub const DELAY_MS_MAX: u64 = 5_000;
+
+/// The business rules both databases share: after the update, refuse what would go
+/// negative, then fail on request (the work is done first, so the rollback is real).
+pub(crate) fn refuse(changed: u64, fail: bool) -> Result<(), BranchError> {
+    if changed == 0 {
+        return Err(BranchError::failure(
+            "insufficient funds or no such account",
+        ));
+    }
+    if fail {
+        return Err(BranchError::failure("injected failure"));
+    }
+    Ok(())
 }
 
 /// One account's state.
@@ -125,20 +130,15 @@ impl Bank {
         }
     }
 
-    /// Applies `effect` for the branch call `barrier` through the barrier: once, never after
-    /// its compensation, rolled back with the barrier rows on any business error.
-    pub async fn apply(
-        &self,
-        barrier: Barrier,
-        effect: Effect,
-        body: &StepBody,
-    ) -> anyhow::Result<Answer> {
+    /// Applies `effect` for the branch `call` through the barrier: once, never after its
+    /// compensation, rolled back with the barrier rows on any business error.
+    pub async fn apply(&self, call: &BranchCall, effect: Effect, body: &StepBody) -> Reply {
         let fail = body.fail && effect.may_inject_failure;
-        let result = match self {
-            Bank::Pg(b) => b.apply(barrier, effect, body.account, fail).await,
-            Bank::My(b) => b.apply(barrier, effect, body.account, fail).await,
-        };
-        answer(result)
+        let delay = std::time::Duration::from_millis(body.delay_ms.min(DELAY_MS_MAX));
+        match self {
+            Bank::Pg(b) => b.apply(call, effect, body.account, fail, delay).await,
+            Bank::My(b) => b.apply(call, effect, body.account, fail, delay).await,
+        }
     }
 
     /// XA, first phase: applies `effect` inside a transaction prepared under `xid`.
@@ -149,17 +149,16 @@ impl Bank {
         op: &str,
         effect: Effect,
         body: &StepBody,
-    ) -> anyhow::Result<Answer> {
+    ) -> Reply {
         let fail = body.fail && effect.may_inject_failure;
         let result = match self {
             Bank::Pg(b) => b.xa_local(xid, gid, op, effect, body.account, fail).await,
             Bank::My(b) => b.xa_local(xid, gid, op, effect, body.account, fail).await,
         };
         match result {
-            Ok(()) => Ok(Answer::Success),
-            Err(xa::LocalError::Work(Busi::Db(e))) => anyhow::bail!("database: {e}"),
-            Err(xa::LocalError::Work(e)) => Ok(Answer::Failure(e.to_string())),
-            Err(xa::LocalError::Xa(e)) => Err(e.into()),
+            Ok(()) => Reply::Success,
+            Err(xa::LocalError::Work(e)) => e.into(),
+            Err(xa::LocalError::Xa(e)) => Reply::Error(e.to_string()),
         }
     }
 
@@ -180,23 +179,19 @@ impl Bank {
         }
     }
 
+    /// What transaction `gid` did here: (balance, frozen) summed over its ledger rows.
+    pub async fn effect(&self, gid: &str) -> anyhow::Result<(i64, i64)> {
+        match self {
+            Bank::Pg(b) => b.effect(gid).await,
+            Bank::My(b) => b.effect(gid).await,
+        }
+    }
+
     /// Accounts and per-(gid, account) ledger sums.
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         match self {
             Bank::Pg(b) => b.snapshot().await,
             Bank::My(b) => b.snapshot().await,
         }
-    }
-}
-
-fn answer(result: Result<Outcome<()>, CallError<Busi>>) -> anyhow::Result<Answer> {
-    match result {
-        Ok(outcome) if outcome.is_failure() => Ok(Answer::Failure(
-            "refused by the barrier: its compensation came first".into(),
-        )),
-        Ok(_) => Ok(Answer::Success),
-        Err(CallError::Business(Busi::Db(e))) => anyhow::bail!("database: {e}"),
-        Err(CallError::Business(e)) => Ok(Answer::Failure(e.to_string())),
-        Err(CallError::Barrier(e)) => Err(e.into()),
     }
 }

@@ -29,6 +29,22 @@ pub fn row_op(op: &str) -> &str {
     }
 }
 
+/// The other outcome of the same second phase: confirm↔cancel (TCC), commit↔rollback (XA,
+/// 2PC). The coordinator decides a second phase once, so whichever of the two passes the
+/// barrier first also writes the other's row (reason = itself), and the other, should it
+/// ever arrive, finds that row and is [`Skip::Refused`]: a confirm after its cancel (or a
+/// cancel after its confirm) takes no effect. DTM's barrier does not do this; the rows it
+/// adds use DTM's layout, so a shared table stays readable by DTM's code.
+pub fn opposite_op(op: &str) -> Option<&'static str> {
+    match op {
+        ops::CONFIRM => Some(ops::CANCEL),
+        ops::CANCEL => Some(ops::CONFIRM),
+        ops::COMMIT => Some(ops::ROLLBACK),
+        ops::ROLLBACK => Some(ops::COMMIT),
+        _ => None,
+    }
+}
+
 /// Why the business code must not run for this call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -128,6 +144,17 @@ mod tests {
             "msg",
         ] {
             assert_eq!(row_op(op), op);
+        }
+    }
+
+    #[test]
+    fn second_phases_exclude_each_other() {
+        for (a, b) in [("confirm", "cancel"), ("commit", "rollback")] {
+            assert_eq!(opposite_op(a), Some(b));
+            assert_eq!(opposite_op(b), Some(a));
+        }
+        for op in ["try", "action", "compensate", "prepare", "msg"] {
+            assert_eq!(opposite_op(op), None, "{op}");
         }
     }
 

@@ -13,11 +13,16 @@
 //!   [`Skip::NullCompensation`];
 //! - **no hanging**: the late try/action then finds that row, written by its compensation, and
 //!   is [`Skip::Refused`]; the handler answers FAILURE (HTTP 409). A `/v1/2pc` `prepare` counts
-//!   as the action its `rollback` undoes ([`row_op`]).
+//!   as the action its `rollback` undoes ([`row_op`]);
+//! - **one second phase**: confirm and cancel (commit and rollback) of a branch exclude each
+//!   other — the first also writes the other's row ([`opposite_op`]), so the other, should
+//!   it ever come, is [`Skip::Refused`] and takes no effect (DTM's barrier lacks this).
 //!
 //! ```text
 //!  enter(op) --insert-ignore origin row (only for cancel/compensate/rollback)-->
 //!            --insert-ignore current row----------------------------------------+
+//!            --insert-ignore opposite row (only for confirm/cancel/commit/rollback, once
+//!              the current row was inserted)
 //!     current inserted, origin inserted too ........ NullCompensation (commit, no business)
 //!     current inserted ............................. Run (business, then commit)
 //!     current existed, its reason == op ............ Duplicate (success, no business)
@@ -66,7 +71,7 @@ pub mod sqlite;
 mod table;
 
 pub use branch::Barrier;
-pub use decision::{origin_op, row_op, Admission, Outcome, Skip};
+pub use decision::{opposite_op, origin_op, row_op, Admission, Outcome, Skip};
 pub use error::{CallError, Error, Result};
 pub use table::{DEFAULT_SQLITE_TABLE, DEFAULT_TABLE};
 

@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Transaction, TxOpts};
 
 use super::branch::{Barrier, MSG_BARRIER_ID, MSG_BRANCH_ID};
-use super::decision::{decide, origin_op, row_op, Admission, Outcome};
+use super::decision::{decide, opposite_op, origin_op, row_op, Admission, Outcome};
 use super::error::{CallError, Result};
 use super::table::{Table, DEFAULT_TABLE};
 use super::{ops, Error, MsgStatus};
@@ -101,6 +101,20 @@ pub async fn enter(barrier: &mut Barrier, tx: &mut Transaction<'_>) -> Result<Ad
     )
     .await?;
     let current_inserted = tx.affected_rows() > 0;
+    if let (true, Some(opposite)) = (current_inserted, opposite_op(&b.op)) {
+        tx.exec_drop(
+            &insert,
+            (
+                &b.trans_type,
+                &b.gid,
+                &b.branch_id,
+                opposite,
+                &barrier_id,
+                &b.op,
+            ),
+        )
+        .await?;
+    }
     let reason = if current_inserted {
         None
     } else {

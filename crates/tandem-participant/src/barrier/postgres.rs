@@ -14,7 +14,7 @@ use std::pin::Pin;
 use tokio_postgres::{Client, Transaction};
 
 use super::branch::{Barrier, MSG_BARRIER_ID, MSG_BRANCH_ID};
-use super::decision::{decide, origin_op, row_op, Admission, Outcome};
+use super::decision::{decide, opposite_op, origin_op, row_op, Admission, Outcome};
 use super::error::{CallError, Result};
 use super::table::{Table, DEFAULT_TABLE};
 use super::{ops, Error, MsgStatus};
@@ -112,6 +112,17 @@ pub async fn enter(barrier: &mut Barrier, tx: &Transaction<'_>) -> Result<Admiss
         )
         .await?
         > 0;
+    if let (true, Some(opposite)) = (current_inserted, opposite_op(&b.op)) {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &b.trans_type,
+            &b.gid,
+            &b.branch_id,
+            &opposite,
+            &barrier_id,
+            &b.op,
+        ];
+        tx.execute(&insert, &params).await?;
+    }
     let reason = if current_inserted {
         None
     } else {

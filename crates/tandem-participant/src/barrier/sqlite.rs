@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::branch::{Barrier, MSG_BARRIER_ID, MSG_BRANCH_ID};
-use super::decision::{decide, origin_op, row_op, Admission, Outcome};
+use super::decision::{decide, opposite_op, origin_op, row_op, Admission, Outcome};
 use super::error::{CallError, Result};
 use super::table::{Table, DEFAULT_SQLITE_TABLE};
 use super::{ops, Error, MsgStatus};
@@ -76,6 +76,12 @@ pub fn enter(barrier: &mut Barrier, tx: &Transaction<'_>) -> Result<Admission> {
             b.op
         ],
     )? > 0;
+    if let (true, Some(opposite)) = (current_inserted, opposite_op(&b.op)) {
+        tx.execute(
+            &insert,
+            params![b.trans_type, b.gid, b.branch_id, opposite, barrier_id, b.op],
+        )?;
+    }
     let reason = if current_inserted {
         None
     } else {

@@ -1,10 +1,10 @@
-//! `GET /v1/stats`: the live counters the dashboard polls every second or two — what is in
-//! memory now, and how many transactions started, ended and were parked since the server
-//! opened its log (a client turns two readings into a throughput).
+//! `GET /v1/stats`: the live counters the dashboard polls every second or two — how many
+//! transactions are unfinished, parked and running now, and how many started, ended and were
+//! parked since the server opened its log (a client turns two readings into a throughput).
 //!
-//! Invariant: answering costs a handful of atomic loads, never a store read, so polling it
-//! from many dashboards is harmless. The transactions themselves (e.g. which are parked) come
-//! from `GET /v1/transactions?parked=true`, which pages.
+//! Invariant: answering costs a handful of atomic loads and one count the store keeps (no
+//! scan), so polling it from many dashboards is harmless. The transactions themselves (e.g.
+//! which are parked) come from `GET /v1/transactions?parked=true`, which pages.
 
 use axum::extract::State;
 use axum::Json;
@@ -23,9 +23,14 @@ pub struct StatsView {
     pub node_name: String,
     /// The server's version.
     pub version: String,
-    /// Unfinished transactions held in memory: running, waiting for a retry, or parked.
+    /// Unfinished transactions: running in memory, or waiting in the store (for a timer, a
+    /// retry, a confirm, a check, or an operator).
     pub active: u64,
-    /// Most transactions held in memory at once (`active_max`); past it, submits get 503.
+    /// Transactions driven in memory right now (calls in flight or work due).
+    #[serde(default)]
+    pub running: u64,
+    /// Most transactions running at once (`active_max`); past it, submits get 503 — too much
+    /// running, never too much waiting.
     pub active_max: u64,
     /// Transactions begun since start (recovered ones are counted in `recovered`).
     pub started: u64,
@@ -50,26 +55,31 @@ pub struct StatsView {
     pub log_syncs: u64,
 }
 
-/// Live counters (cheap: no store read).
+/// Live counters (cheap: no scan).
 #[utoipa::path(get, path = "/v1/stats", tag = "meta",
-    responses((status = 200, description = "The counters now", body = StatsView)))]
-pub async fn get_stats(State(state): State<AppState>) -> Json<StatsView> {
+    responses((status = 200, description = "The counters now", body = StatsView),
+        (status = 503, description = "The store is unavailable", body = crate::v1::view::ErrorBody)))]
+pub async fn get_stats(
+    State(state): State<AppState>,
+) -> Result<Json<StatsView>, crate::error::ApiError> {
     let s = state.coord.stats();
-    Json(StatsView {
+    let counts = state.coord.counts().await?;
+    Ok(Json(StatsView {
         now_ms: state.coord.now().0,
         node_name: state.coord.identity().node.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
-        active: s.active as u64,
+        active: counts.unfinished,
+        running: counts.running,
         active_max: state.cfg.active_max as u64,
         started: s.started,
         succeeded: s.succeeded,
         failed: s.failed,
         parked_total: s.parked,
-        parked: state.coord.metrics().parked_now(),
+        parked: counts.parked,
         calls: s.calls,
         call_retries: s.call_retries,
         recovered: s.recovered,
         log_records: s.store.records,
         log_syncs: s.store.syncs,
-    })
+    }))
 }

@@ -3,13 +3,16 @@
 //!
 //! Tables:
 //! - `tx`: gid → value ([`wal::encode_value`]: indexed fields + body), the newest version;
-//! - `open`: gid → () for every transaction whose newest version is not final;
+//! - `due`: due key (u64 BE, `Due::key`: 0 = held by a driver, MAX = no timer) ++ gid → (), for
+//!   every transaction whose newest version is not final — the scheduler's index;
+//! - `finished`: finished ms (u64 BE) ++ gid → (), for every final one — retention's index;
 //! - `by_created`: created ms (u64 BE) ++ gid → (), so a reverse range scan lists newest first;
-//! - `meta`: `"format_version"`, `"checkpoint_lsn"`;
+//! - `meta`: `"format_version"`, `"checkpoint_lsn"`, `"unfinished"` (how many `due` holds) and
+//!   `"parked"` (how many of those are parked);
 //! - `identity`: the coordinator this store belongs to (written once, at its first start).
 //!
 //! Invariants: an upsert never replaces a version with an older one (so replays are
-//! harmless), and `open`/`by_created` always agree with `tx`. The applier commits with
+//! harmless), and `due`/`finished`/`by_created` and the counts always agree with `tx`. The applier commits with
 //! `Durability::None` (cheap: the log already holds the records) and, every `checkpoint_ms` or
 //! `checkpoint_bytes`, commits `checkpoint_lsn` with `Durability::Immediate`, which makes every
 //! earlier commit durable too; only then are log segments wholly at or below it deleted.
@@ -21,19 +24,22 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{redb_err, wal, RedbConfig, Shared};
 use crate::{Record, Result, StoreError};
 
 pub(crate) const TX: TableDefinition<&str, &[u8]> = TableDefinition::new("tx");
+/// Format 1's index of unfinished gids; read once to migrate, then deleted.
 pub(crate) const OPEN: TableDefinition<&str, ()> = TableDefinition::new("open");
+pub(crate) const DUE: TableDefinition<&[u8], ()> = TableDefinition::new("due");
+pub(crate) const FINISHED: TableDefinition<&[u8], ()> = TableDefinition::new("finished");
 pub(crate) const BY_CREATED: TableDefinition<&[u8], ()> = TableDefinition::new("by_created");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `"node"` → the node name, `"incarnation"` → its random incarnation (8 hex digits).
 pub(crate) const IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("identity");
-/// The layout of the tables above; a store written by another layout is refused.
-pub(crate) const TABLES_FORMAT: u64 = 1;
+/// The layout of the tables above; format 1 is migrated on open, a newer one refused.
+pub(crate) const TABLES_FORMAT: u64 = 2;
 
 /// Most distinct transactions the applier holds before putting them in redb.
 const APPLY_RECORDS_MAX: usize = 32_768;
@@ -48,11 +54,34 @@ const UNFINISHED_HOLD: Duration = Duration::from_millis(500);
 /// Overlay entries removed per lock acquisition after an apply.
 const OVERLAY_CHUNK: usize = 64;
 
+/// `ms` (u64 BE) ++ `gid`: the key of the `by_created`, `due` and `finished` indexes.
 pub(crate) fn created_key(created_ms: u64, gid: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + gid.len());
     k.extend_from_slice(&created_ms.to_be_bytes());
     k.extend_from_slice(gid.as_bytes());
     k
+}
+
+/// The `(ms, gid)` of an index key.
+pub(crate) fn split_key(key: &[u8]) -> Option<(u64, &str)> {
+    if key.len() < 8 {
+        return None;
+    }
+    let mut ms = [0u8; 8];
+    ms.copy_from_slice(&key[..8]);
+    Some((u64::from_be_bytes(ms), std::str::from_utf8(&key[8..]).ok()?))
+}
+
+/// Adds `delta` to the count `key` (`"unfinished"`, `"parked"`) in `meta`.
+pub(crate) fn add_count(wtx: &WriteTransaction, key: &str, delta: i64) -> Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let mut meta = wtx.open_table(META).map_err(redb_err)?;
+    let n = meta.get(key).map_err(redb_err)?.map_or(0, |v| v.value());
+    let n = n.saturating_add_signed(delta);
+    meta.insert(key, n).map_err(redb_err)?;
+    Ok(())
 }
 
 /// Upserts `recs` (newest version per gid wins, and never below what `tx` holds) in `wtx`.
@@ -71,8 +100,11 @@ pub(crate) fn upsert<'a>(
         }
     }
     let mut tx = wtx.open_table(TX).map_err(redb_err)?;
-    let mut open = wtx.open_table(OPEN).map_err(redb_err)?;
+    let mut due = wtx.open_table(DUE).map_err(redb_err)?;
+    let mut finished = wtx.open_table(FINISHED).map_err(redb_err)?;
     let mut by_created = wtx.open_table(BY_CREATED).map_err(redb_err)?;
+    let mut unfinished_delta = 0i64;
+    let mut parked_delta = 0i64;
     // Key order keeps consecutive inserts on neighbouring b-tree pages.
     let mut newest: Vec<(&'a str, &'a Record)> = newest.into_iter().collect();
     newest.sort_unstable_by_key(|(gid, _)| *gid);
@@ -88,38 +120,95 @@ pub(crate) fn upsert<'a>(
             }
             None => None,
         };
-        if let Some(((old_version, old_created), old_bytes)) = &old {
-            if *old_version >= rec.version {
+        if let Some((old_head, old_bytes)) = &old {
+            if old_head.version >= rec.version {
                 // A replay of something older than what redb holds: put it back.
                 tx.insert(gid, old_bytes.as_slice()).map_err(redb_err)?;
-                held.push((gid, *old_version));
+                held.push((gid, old_head.version));
                 continue;
             }
-            if *old_created != rec.created_at.0 {
+            if old_head.created_ms != rec.created_at.0 {
                 by_created
-                    .remove(created_key(*old_created, gid).as_slice())
+                    .remove(created_key(old_head.created_ms, gid).as_slice())
                     .map_err(redb_err)?;
+            }
+            if old_head.final_ {
+                if let Some(f) = old_head.finished_ms {
+                    finished
+                        .remove(created_key(f, gid).as_slice())
+                        .map_err(redb_err)?;
+                }
+            } else {
+                due.remove(created_key(old_head.due_key, gid).as_slice())
+                    .map_err(redb_err)?;
+                unfinished_delta -= 1;
+                parked_delta -= i64::from(old_head.parked);
             }
         }
         if old
             .as_ref()
-            .is_none_or(|((_, created), _)| *created != rec.created_at.0)
+            .is_none_or(|(h, _)| h.created_ms != rec.created_at.0)
         {
             by_created
                 .insert(created_key(rec.created_at.0, gid).as_slice(), ())
                 .map_err(redb_err)?;
         }
         if rec.is_final() {
-            // `open` only ever holds gids that `tx` holds: nothing to remove for a new one.
-            if old.is_some() {
-                open.remove(gid).map_err(redb_err)?;
+            if let Some(f) = rec.finished_at {
+                finished
+                    .insert(created_key(f.0, gid).as_slice(), ())
+                    .map_err(redb_err)?;
             }
         } else {
-            open.insert(gid, ()).map_err(redb_err)?;
+            due.insert(created_key(rec.due.key(), gid).as_slice(), ())
+                .map_err(redb_err)?;
+            unfinished_delta += 1;
+            parked_delta += i64::from(rec.parked);
         }
         held.push((gid, rec.version));
     }
+    drop((tx, due, finished, by_created));
+    add_count(wtx, "unfinished", unfinished_delta)?;
+    add_count(wtx, "parked", parked_delta)?;
     Ok(held)
+}
+
+/// Deletes up to `limit` final transactions that finished before `before_ms` (one redb
+/// transaction, made durable by the next checkpoint; lost in a crash before it, it is simply
+/// done again). Returns how many it deleted.
+pub(crate) fn purge(db: &Database, before_ms: u64, limit: usize) -> Result<usize> {
+    let mut wtx = db.begin_write().map_err(redb_err)?;
+    wtx.set_durability(Durability::None).map_err(redb_err)?;
+    let n = {
+        let mut tx = wtx.open_table(TX).map_err(redb_err)?;
+        let mut finished = wtx.open_table(FINISHED).map_err(redb_err)?;
+        let mut by_created = wtx.open_table(BY_CREATED).map_err(redb_err)?;
+        let upper = before_ms.to_be_bytes();
+        let mut old: Vec<Vec<u8>> = Vec::new();
+        for entry in finished
+            .range::<&[u8]>(..upper.as_slice())
+            .map_err(redb_err)?
+            .take(limit)
+        {
+            old.push(entry.map_err(redb_err)?.0.value().to_vec());
+        }
+        for key in &old {
+            finished.remove(key.as_slice()).map_err(redb_err)?;
+            let Some((_, gid)) = split_key(key) else {
+                continue;
+            };
+            let removed = tx.remove(gid).map_err(redb_err)?;
+            if let Some(v) = removed {
+                let head = wal::decode_value_head(gid, v.value())?;
+                by_created
+                    .remove(created_key(head.created_ms, gid).as_slice())
+                    .map_err(redb_err)?;
+            }
+        }
+        old.len()
+    };
+    wtx.commit().map_err(redb_err)?;
+    Ok(n)
 }
 
 /// Durably records that everything up to `lsn` is in redb.

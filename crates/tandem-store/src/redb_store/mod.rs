@@ -43,10 +43,10 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase};
-use tandem_core::{Identity, Transaction};
+use tandem_core::{Identity, Timestamp, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
+use crate::{Claim, Claimed, ListQuery, Page, Record, Result, Store, StoreError, StoreStats};
 
 pub use wal::RECORD_BODY_BYTES_MAX;
 
@@ -72,6 +72,9 @@ pub struct RedbConfig {
     pub checkpoint_bytes: u64,
     /// Start a new log segment once the current one reaches this size.
     pub segment_bytes_max: u64,
+    /// Most bytes of redb's page cache (memory does not grow with the table file: a million
+    /// waiting or finished transactions are read from disk when needed).
+    pub cache_bytes: usize,
 }
 
 impl Default for RedbConfig {
@@ -84,6 +87,7 @@ impl Default for RedbConfig {
             checkpoint_ms: 1_000,
             checkpoint_bytes: 64 << 20,
             segment_bytes_max: 64 << 20,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -96,6 +100,7 @@ impl RedbConfig {
         self.checkpoint_ms = self.checkpoint_ms.max(1);
         self.checkpoint_bytes = self.checkpoint_bytes.max(1);
         self.segment_bytes_max = self.segment_bytes_max.max(4096);
+        self.cache_bytes = self.cache_bytes.max(1 << 20);
         self
     }
 }
@@ -133,6 +138,7 @@ pub(crate) struct Lazy {
 
 #[derive(Debug)]
 pub(crate) struct Counters {
+    pub purged: AtomicU64,
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub syncs: AtomicU64,
@@ -145,6 +151,7 @@ pub(crate) struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
+            purged: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             records: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -226,6 +233,7 @@ impl RedbStore {
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
         let db = Database::builder()
+            .set_cache_size(cfg.cache_bytes)
             .create(dir.join("tandem.redb"))
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_path_buf()),
@@ -361,9 +369,38 @@ impl Store for RedbStore {
         read::list(&self.shared, &self.db, q)
     }
 
-    async fn unfinished(&self) -> Result<Vec<Transaction>> {
+    async fn claim(&self, gid: &str) -> Result<Claim> {
         self.check_open()?;
-        read::unfinished(&self.shared, &self.db)
+        read::claim(&self.shared, &self.db, gid)
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: usize, active: bool) -> Result<Vec<Claimed>> {
+        self.check_open()?;
+        read::claim_due(&self.shared, &self.db, now, limit, active)
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        self.check_open()?;
+        read::next_due(&self.shared, &self.db)
+    }
+
+    async fn counts(&self) -> Result<crate::Counts> {
+        self.check_open()?;
+        read::counts(&self.shared, &self.db)
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        self.check_open()?;
+        self.shared.check_failed()?;
+        let db = Arc::clone(&self.db);
+        let n = tokio::task::spawn_blocking(move || apply::purge(&db, before.0, limit))
+            .await
+            .map_err(|e| StoreError::Failed(format!("purge task: {e}")))??;
+        self.shared
+            .counters
+            .purged
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 
     async fn topics(&self) -> Result<Vec<crate::Topic>> {
@@ -465,6 +502,7 @@ impl Store for RedbStore {
     fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
         StoreStats {
+            purged: c.purged.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),

@@ -1,4 +1,6 @@
-//! Reads: the newest durable version of a gid is the newer of the overlay's and redb's.
+//! Reads: the newest durable version of a gid is the newer of the overlay's and redb's; the
+//! scheduler's queries (due, next due) merge the overlay's newest records with redb's `due`
+//! index the same way.
 //!
 //! The overlay is always consulted before redb: the applier commits to redb first and removes
 //! overlay entries after, so a record missing from the overlay is already visible in redb.
@@ -6,16 +8,16 @@
 //! `list` merges two newest-first streams: overlay records (filtered, sorted in memory) and a
 //! reverse scan of `by_created` that skips gids the overlay holds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
-use tandem_core::Transaction;
+use redb::{Database, ReadOnlyTable, ReadableDatabase};
+use tandem_core::{Timestamp, Transaction};
 
-use super::apply::{BY_CREATED, OPEN, TX};
+use super::apply::{split_key, BY_CREATED, DUE, META, TX};
 use super::{redb_err, wal, Shared};
 use crate::query::{newest_first, Plan};
-use crate::{ListQuery, Page, Record, Result};
+use crate::{Claim, Claimed, Counts, Due, ListQuery, Page, Record, Result};
 
 type TxTable = ReadOnlyTable<&'static str, &'static [u8]>;
 
@@ -51,34 +53,141 @@ pub(crate) fn get(shared: &Shared, db: &Database, gid: &str) -> Result<Option<Tr
         .transpose()
 }
 
-pub(crate) fn unfinished(shared: &Shared, db: &Database) -> Result<Vec<Transaction>> {
-    let over: HashMap<String, Arc<Record>> = shared.overlay().clone();
+/// The newest durable record of `gid` (overlay, else redb).
+fn newest_record(shared: &Shared, tx: &TxTable, gid: &str) -> Result<Option<Record>> {
+    let over = shared.overlay().get(gid).cloned();
+    newest(tx, gid, over.as_ref())
+}
+
+fn claimed(rec: &Record) -> Result<Claimed> {
+    Ok(Claimed {
+        resume: rec.due == Due::Active,
+        tx: rec.decode()?,
+        fence: 0,
+    })
+}
+
+pub(crate) fn claim(shared: &Shared, db: &Database, gid: &str) -> Result<Claim> {
+    let tx = tx_table(db)?;
+    Ok(match newest_record(shared, &tx, gid)? {
+        None => Claim::Missing,
+        Some(rec) => Claim::Got(Box::new(claimed(&rec)?)),
+    })
+}
+
+/// Unfinished records due by `now` (idle ones whose time came; with `active`, the ones a
+/// driver held), earliest first: the overlay's newest records merged with redb's `due` index.
+pub(crate) fn claim_due(
+    shared: &Shared,
+    db: &Database,
+    now: Timestamp,
+    limit: usize,
+    active: bool,
+) -> Result<Vec<Claimed>> {
+    let lower: u64 = if active { 0 } else { 1 };
+    let is_due = |k: u64| k >= lower && k <= now.0;
+    let over: Vec<Arc<Record>> = shared.overlay().values().cloned().collect();
     let rtx = db.begin_read().map_err(redb_err)?;
     let tx = rtx.open_table(TX).map_err(redb_err)?;
-    let open = rtx.open_table(OPEN).map_err(redb_err)?;
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for entry in open.iter().map_err(redb_err)? {
-        let (gid, _) = entry.map_err(redb_err)?;
-        let gid = gid.value().to_string();
-        if let Some(rec) = newest(&tx, &gid, over.get(&gid))? {
-            if !rec.is_final() {
-                out.push(rec.decode()?);
+    let due = rtx.open_table(DUE).map_err(redb_err)?;
+    let mut hits: Vec<(u64, Record)> = Vec::new();
+    let over_gids: HashSet<&str> = over.iter().map(|r| r.gid.as_str()).collect();
+    for o in &over {
+        if let Some(rec) = newest(&tx, &o.gid, Some(o))? {
+            if !rec.is_final() && is_due(rec.due.key()) {
+                hits.push((rec.due.key(), rec));
             }
         }
-        seen.insert(gid);
     }
-    for (gid, o) in &over {
-        if seen.contains(gid) {
+    let upper = now.0.saturating_add(1).to_be_bytes();
+    let from = lower.to_be_bytes();
+    for entry in due
+        .range::<&[u8]>(from.as_slice()..upper.as_slice())
+        .map_err(redb_err)?
+    {
+        if hits.len() >= limit + over_gids.len() {
+            break;
+        }
+        let (key, _) = entry.map_err(redb_err)?;
+        let Some((_, gid)) = split_key(key.value()) else {
+            continue;
+        };
+        if over_gids.contains(gid) {
             continue;
         }
-        if let Some(rec) = newest(&tx, gid, Some(o))? {
-            if !rec.is_final() {
-                out.push(rec.decode()?);
+        if let Some(rec) = stored(&tx, gid)? {
+            if !rec.is_final() && is_due(rec.due.key()) {
+                hits.push((rec.due.key(), rec));
             }
         }
     }
-    Ok(out)
+    hits.sort_by(|a, b| (a.0, &a.1.gid).cmp(&(b.0, &b.1.gid)));
+    hits.truncate(limit);
+    hits.iter().map(|(_, r)| claimed(r)).collect()
+}
+
+/// The earliest due time of an idle, unfinished record with a timer.
+pub(crate) fn next_due(shared: &Shared, db: &Database) -> Result<Option<Timestamp>> {
+    let over: Vec<Arc<Record>> = shared.overlay().values().cloned().collect();
+    let rtx = db.begin_read().map_err(redb_err)?;
+    let tx = rtx.open_table(TX).map_err(redb_err)?;
+    let due = rtx.open_table(DUE).map_err(redb_err)?;
+    let mut best: Option<u64> = None;
+    let over_gids: HashSet<&str> = over.iter().map(|r| r.gid.as_str()).collect();
+    for o in &over {
+        if let Some(rec) = newest(&tx, &o.gid, Some(o))? {
+            if let (false, Due::Idle(Some(t))) = (rec.is_final(), rec.due) {
+                best = Some(best.map_or(t.0, |b| b.min(t.0)));
+            }
+        }
+    }
+    let from = 1u64.to_be_bytes();
+    let upper = u64::MAX.to_be_bytes();
+    for entry in due
+        .range::<&[u8]>(from.as_slice()..upper.as_slice())
+        .map_err(redb_err)?
+    {
+        let (key, _) = entry.map_err(redb_err)?;
+        let Some((k, gid)) = split_key(key.value()) else {
+            continue;
+        };
+        if over_gids.contains(gid) {
+            continue;
+        }
+        best = Some(best.map_or(k, |b| b.min(k)));
+        break;
+    }
+    Ok(best.map(Timestamp))
+}
+
+/// redb's counts, corrected by the overlay's records that redb does not hold yet.
+pub(crate) fn counts(shared: &Shared, db: &Database) -> Result<Counts> {
+    let over: Vec<Arc<Record>> = shared.overlay().values().cloned().collect();
+    let rtx = db.begin_read().map_err(redb_err)?;
+    let meta = rtx.open_table(META).map_err(redb_err)?;
+    let tx = rtx.open_table(TX).map_err(redb_err)?;
+    let get = |k: &str| -> Result<i64> {
+        Ok(meta.get(k).map_err(redb_err)?.map_or(0, |v| v.value()) as i64)
+    };
+    let (mut unfinished, mut parked) = (get("unfinished")?, get("parked")?);
+    for o in &over {
+        let held = tx
+            .get(o.gid.as_str())
+            .map_err(redb_err)?
+            .map(|v| wal::decode_value_head(&o.gid, v.value()))
+            .transpose()?;
+        if held.as_ref().is_some_and(|h| h.version >= o.version) {
+            continue;
+        }
+        let was_open = held.as_ref().is_some_and(|h| !h.final_);
+        let was_parked = held.as_ref().is_some_and(|h| !h.final_ && h.parked);
+        unfinished += i64::from(!o.is_final()) - i64::from(was_open);
+        parked += i64::from(!o.is_final() && o.parked) - i64::from(was_parked);
+    }
+    Ok(Counts {
+        unfinished: unfinished.max(0) as u64,
+        parked: parked.max(0) as u64,
+    })
 }
 
 pub(crate) fn list(shared: &Shared, db: &Database, q: &ListQuery) -> Result<Page> {

@@ -20,7 +20,7 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use tandem_core::{codec, Transaction};
 
-use super::apply::{self, BY_CREATED, META, OPEN, TABLES_FORMAT, TX};
+use super::apply::{self, BY_CREATED, DUE, FINISHED, META, OPEN, TABLES_FORMAT, TX};
 use super::{redb_err, wal};
 use crate::{Record, Result, StoreError};
 
@@ -165,12 +165,14 @@ fn replay_one(
     Ok(())
 }
 
-/// Creates the tables on first open, refuses another table format, returns the checkpoint.
+/// Creates the tables on first open, migrates format 1, refuses a newer format, and returns
+/// the checkpoint.
 fn check_tables(db: &Database) -> Result<u64> {
     let wtx = db.begin_write().map_err(redb_err)?;
-    let checkpoint = {
+    let (checkpoint, format) = {
         wtx.open_table(TX).map_err(redb_err)?;
-        wtx.open_table(OPEN).map_err(redb_err)?;
+        wtx.open_table(DUE).map_err(redb_err)?;
+        wtx.open_table(FINISHED).map_err(redb_err)?;
         wtx.open_table(BY_CREATED).map_err(redb_err)?;
         wtx.open_table(apply::IDENTITY).map_err(redb_err)?;
         let mut meta = wtx.open_table(META).map_err(redb_err)?;
@@ -178,24 +180,70 @@ fn check_tables(db: &Database) -> Result<u64> {
             .get("format_version")
             .map_err(redb_err)?
             .map(|v| v.value());
-        match format {
-            None => {
-                meta.insert("format_version", TABLES_FORMAT)
-                    .map_err(redb_err)?;
-            }
-            Some(TABLES_FORMAT) => {}
-            Some(other) => {
-                return Err(StoreError::Corrupt(format!(
-                    "table format {other} is not known to this build (it reads {TABLES_FORMAT})"
-                )))
-            }
+        let fresh = format.is_none();
+        if fresh {
+            meta.insert("format_version", TABLES_FORMAT)
+                .map_err(redb_err)?;
         }
         let checkpoint = meta
             .get("checkpoint_lsn")
             .map_err(redb_err)?
             .map(|v| v.value());
-        checkpoint.unwrap_or(0)
+        (checkpoint.unwrap_or(0), format.unwrap_or(TABLES_FORMAT))
     };
+    match format {
+        TABLES_FORMAT => {}
+        1 => migrate_from_1(&wtx)?,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "table format {other} is newer than this build reads ({TABLES_FORMAT}): run a newer tandem"
+            )))
+        }
+    }
     wtx.commit().map_err(redb_err)?;
     Ok(checkpoint)
+}
+
+/// Format 1 → 2: values gain their finished and due fields; the `open` index becomes `due`
+/// (every open transaction was held by a driver then: `Active`, resumed at start) and
+/// `finished` is built. One transaction, committed with the rest of the open.
+fn migrate_from_1(wtx: &redb::WriteTransaction) -> Result<()> {
+    let (mut unfinished, mut parked) = (0u64, 0u64);
+    {
+        let mut tx = wtx.open_table(TX).map_err(redb_err)?;
+        let mut due = wtx.open_table(DUE).map_err(redb_err)?;
+        let mut finished = wtx.open_table(FINISHED).map_err(redb_err)?;
+        let mut recs = Vec::new();
+        for entry in tx.iter().map_err(redb_err)? {
+            let (gid, v) = entry.map_err(redb_err)?;
+            recs.push(wal::decode_value(gid.value(), v.value())?);
+        }
+        for rec in &recs {
+            tx.insert(rec.gid.as_str(), wal::encode_value(rec).as_slice())
+                .map_err(redb_err)?;
+            if rec.is_final() {
+                if let Some(f) = rec.finished_at {
+                    finished
+                        .insert(apply::created_key(f.0, &rec.gid).as_slice(), ())
+                        .map_err(redb_err)?;
+                }
+            } else {
+                due.insert(apply::created_key(rec.due.key(), &rec.gid).as_slice(), ())
+                    .map_err(redb_err)?;
+                unfinished += 1;
+                parked += u64::from(rec.parked);
+            }
+        }
+        tracing::info!(
+            transactions = recs.len(),
+            "tandem-store: migrated tables from format 1"
+        );
+    }
+    wtx.delete_table(OPEN).map_err(redb_err)?;
+    let mut meta = wtx.open_table(META).map_err(redb_err)?;
+    meta.insert("format_version", TABLES_FORMAT)
+        .map_err(redb_err)?;
+    meta.insert("unfinished", unfinished).map_err(redb_err)?;
+    meta.insert("parked", parked).map_err(redb_err)?;
+    Ok(())
 }

@@ -6,8 +6,12 @@
 //!   header:  "TNDMWAL\0" | u8 format version | 7 zero bytes | u64 LE first lsn     (24 bytes)
 //!   frames:  u32 LE payload length | u32 LE crc32(payload) | payload
 //!   payload: u8 frame format | u64 LE lsn | u16 LE gid length | gid | fields
-//!   fields:  u64 LE version | u8 kind | u8 status | u8 parked | u64 LE created ms | body
+//!   fields:  u64 LE version | u8 kind | u8 status | u8 parked | u64 LE created ms
+//!            | u64 LE finished ms (MAX: not finished) | u64 LE due key (`Due::key`) | body
 //! ```
+//!
+//! Frame and value format 1 (builds before open transactions lived in the store) had no
+//! finished and due fields; they are still read (finished from the body, due `Active`).
 //!
 //! The body is the record's snapshot, or its delta against the gid's previous record
 //! (`tandem_core::codec`: the first byte tells which); replay applies deltas in lsn order.
@@ -32,17 +36,21 @@ use std::path::{Path, PathBuf};
 
 use tandem_core::{Timestamp, TxKind, TxStatus};
 
-use crate::{Record, Result, StoreError};
+use crate::{Due, Record, Result, StoreError};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"TNDMWAL\0";
 pub(crate) const SEGMENT_FORMAT: u8 = 1;
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 24;
-pub(crate) const FRAME_FORMAT: u8 = 1;
+pub(crate) const FRAME_FORMAT: u8 = 2;
 /// The format of a record's value in the redb `tx` table.
-pub(crate) const VALUE_FORMAT: u8 = 1;
+pub(crate) const VALUE_FORMAT: u8 = 2;
 /// Frame length + crc.
 pub(crate) const FRAME_PREFIX_BYTES: usize = 8;
-const FIELDS_FIXED_BYTES: usize = 8 + 1 + 1 + 1 + 8;
+const FIELDS_FIXED_BYTES: usize = 8 + 1 + 1 + 1 + 8 + 8 + 8;
+/// The smallest payload of a format-1 frame (its fields had no finished and due).
+const PAYLOAD_V1_FIXED_BYTES: usize = 1 + 8 + 2 + 8 + 1 + 1 + 1 + 8;
+/// `finished ms` when the transaction is not finished.
+const NOT_FINISHED: u64 = u64::MAX;
 const PAYLOAD_FIXED_BYTES: usize = 1 + 8 + 2 + FIELDS_FIXED_BYTES;
 /// Largest record body the log accepts (above the largest transaction `tandem_core::spec`
 /// lets through, so a transaction it accepted can always be written).
@@ -114,6 +122,11 @@ fn put_fields(rec: &Record, body: &[u8], out: &mut Vec<u8>) {
     out.push(status_code(rec.status));
     out.push(u8::from(rec.parked));
     out.extend_from_slice(&rec.created_at.0.to_le_bytes());
+    let finished = rec
+        .finished_at
+        .map_or(NOT_FINISHED, |t| t.0.min(NOT_FINISHED - 1));
+    out.extend_from_slice(&finished.to_le_bytes());
+    out.extend_from_slice(&rec.due.key().to_le_bytes());
     out.extend_from_slice(body);
 }
 
@@ -143,7 +156,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn get_fields(gid: String, c: &mut Cursor<'_>) -> Result<Record> {
+/// The fields of a record in `format` (1 or 2, frame and value formats agree).
+fn get_fields(gid: String, format: u8, c: &mut Cursor<'_>) -> Result<Record> {
     let version = c.u64()?;
     let kind = c.u8()?;
     let kind = kind_from(kind).ok_or_else(|| StoreError::Corrupt(format!("kind code {kind}")))?;
@@ -156,6 +170,23 @@ fn get_fields(gid: String, c: &mut Cursor<'_>) -> Result<Record> {
         p => return Err(StoreError::Corrupt(format!("parked flag {p}"))),
     };
     let created_at = Timestamp(c.u64()?);
+    let (finished_at, due) = if format >= 2 {
+        let finished = c.u64()?;
+        let due = Due::from_key(c.u64()?);
+        (
+            (finished != NOT_FINISHED).then_some(Timestamp(finished)),
+            due,
+        )
+    } else {
+        // Format 1 had neither: the body says when it finished; anything unfinished was
+        // held by a driver (every open transaction was, then).
+        let finished = if status.is_final() {
+            tandem_core::codec::decode(c.0)?.finished_at
+        } else {
+            None
+        };
+        (finished, Due::Active)
+    };
     let body = c.0.to_vec();
     Ok(Record {
         gid,
@@ -166,6 +197,9 @@ fn get_fields(gid: String, c: &mut Cursor<'_>) -> Result<Record> {
         created_at,
         body,
         delta: None,
+        finished_at,
+        due,
+        fence: 0,
     })
 }
 
@@ -180,26 +214,49 @@ pub(crate) fn encode_value(rec: &Record) -> Vec<u8> {
 pub(crate) fn decode_value(gid: &str, bytes: &[u8]) -> Result<Record> {
     let mut c = Cursor(bytes);
     let format = c.u8()?;
-    if format != VALUE_FORMAT {
+    if !(1..=VALUE_FORMAT).contains(&format) {
         return Err(StoreError::Corrupt(format!(
             "{gid}: unknown value format {format}"
         )));
     }
-    get_fields(gid.to_string(), &mut c)
+    get_fields(gid.to_string(), format, &mut c)
 }
 
-/// Only `(version, created ms)` of a `tx` table value, without copying the body.
-pub(crate) fn decode_value_head(gid: &str, bytes: &[u8]) -> Result<(u64, u64)> {
+/// The indexed fields of a `tx` table value, without copying the body (format 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub version: u64,
+    pub final_: bool,
+    pub parked: bool,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub due_key: u64,
+}
+
+pub(crate) fn decode_value_head(gid: &str, bytes: &[u8]) -> Result<Head> {
     let mut c = Cursor(bytes);
     let format = c.u8()?;
     if format != VALUE_FORMAT {
         return Err(StoreError::Corrupt(format!(
-            "{gid}: unknown value format {format}"
+            "{gid}: value format {format}, expected {VALUE_FORMAT}"
         )));
     }
     let version = c.u64()?;
-    c.take(3)?;
-    Ok((version, c.u64()?))
+    c.take(1)?;
+    let status = c.u8()?;
+    let final_ = status_from(status).is_some_and(|s| s.is_final());
+    let parked = c.u8()? == 1;
+    let created_ms = c.u64()?;
+    let finished = c.u64()?;
+    let due_key = c.u64()?;
+    Ok(Head {
+        version,
+        final_,
+        parked,
+        created_ms,
+        finished_ms: (finished != NOT_FINISHED).then_some(finished),
+        due_key,
+    })
 }
 
 /// Appends one frame for `rec` at `lsn` to `out`: its delta when it has one, else its
@@ -224,7 +281,7 @@ pub(crate) fn encode_frame(lsn: u64, rec: &Record, out: &mut Vec<u8>) {
 fn decode_payload(payload: &[u8]) -> Result<(u64, Record)> {
     let mut c = Cursor(payload);
     let format = c.u8()?;
-    if format != FRAME_FORMAT {
+    if !(1..=FRAME_FORMAT).contains(&format) {
         return Err(StoreError::Corrupt(format!(
             "unknown frame format {format}"
         )));
@@ -233,7 +290,7 @@ fn decode_payload(payload: &[u8]) -> Result<(u64, Record)> {
     let gid_len = c.u16()? as usize;
     let gid = String::from_utf8(c.take(gid_len)?.to_vec())
         .map_err(|_| StoreError::Corrupt(format!("lsn {lsn}: gid is not UTF-8")))?;
-    Ok((lsn, get_fields(gid, &mut c)?))
+    Ok((lsn, get_fields(gid, format, &mut c)?))
 }
 
 pub(crate) fn segment_path(wal_dir: &Path, first_lsn: u64) -> PathBuf {
@@ -380,7 +437,7 @@ pub(crate) fn scan_segment(path: &Path, first_lsn: u64) -> Result<SegmentScan> {
     while rest.len() >= FRAME_PREFIX_BYTES {
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if !(PAYLOAD_FIXED_BYTES..=PAYLOAD_BYTES_MAX).contains(&len)
+        if !(PAYLOAD_V1_FIXED_BYTES..=PAYLOAD_BYTES_MAX).contains(&len)
             || rest.len() < FRAME_PREFIX_BYTES + len
         {
             break;
@@ -418,6 +475,9 @@ mod tests {
             created_at: Timestamp(123),
             body: vec![7; 40],
             delta: None,
+            finished_at: None,
+            due: Due::Idle(Some(Timestamp(99))),
+            fence: 0,
         }
     }
 
@@ -437,10 +497,8 @@ mod tests {
         assert_eq!(scan.valid_bytes, (SEGMENT_HEADER_BYTES + whole) as u64);
         assert!(scan.torn());
         assert_eq!(decode_value("a", &encode_value(&rec("a", 1)))?, rec("a", 1));
-        assert_eq!(
-            decode_value_head("a", &encode_value(&rec("a", 4)))?,
-            (4, 123)
-        );
+        let head = decode_value_head("a", &encode_value(&rec("a", 4)))?;
+        assert_eq!((head.version, head.created_ms, head.due_key), (4, 123, 99));
         Ok(())
     }
 }

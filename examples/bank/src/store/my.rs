@@ -3,10 +3,13 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use tandem_participant::barrier::{self, mysql, Barrier, CallError, Outcome};
+use std::time::Duration;
+
+use tandem_participant::axum::{BranchCall, BranchError, Reply};
+use tandem_participant::barrier::{self, mysql};
 use tandem_participant::xa;
 
-use super::{Account, Busi, LedgerNet, Snapshot, Tables};
+use super::{refuse, Account, LedgerNet, Snapshot, Tables};
 use crate::effect::Effect;
 
 /// Most connections one bank keeps open.
@@ -59,22 +62,23 @@ impl MyBank {
 
     pub async fn apply(
         &self,
-        mut barrier: Barrier,
+        call: &BranchCall,
         effect: Effect,
         account: i64,
         fail: bool,
-    ) -> Result<Outcome<()>, CallError<Busi>> {
-        let mut c = self
-            .pool
-            .get_conn()
-            .await
-            .map_err(|e| CallError::Business(Busi::Db(e.to_string())))?;
+        delay: Duration,
+    ) -> Reply {
+        let mut c = match self.pool.get_conn().await {
+            Ok(c) => c,
+            Err(e) => return Reply::Error(e.to_string()),
+        };
         let (update, insert) = self.sql();
-        let (gid, op) = (barrier.gid().to_owned(), barrier.op().to_owned());
-        mysql::call(&mut barrier, &mut c, |tx| {
-            Box::pin(
-                async move { work(tx, &update, &insert, &gid, &op, effect, account, fail).await },
-            )
+        let (gid, op) = (call.gid().to_owned(), call.op().to_owned());
+        call.mysql(&mut c, |tx| {
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                work(tx, &update, &insert, &gid, &op, effect, account, fail).await
+            })
         })
         .await
     }
@@ -87,12 +91,12 @@ impl MyBank {
         effect: Effect,
         account: i64,
         fail: bool,
-    ) -> Result<(), xa::LocalError<Busi>> {
+    ) -> Result<(), xa::LocalError<BranchError>> {
         let c = self
             .pool
             .get_conn()
             .await
-            .map_err(|e| xa::LocalError::Work(Busi::Db(e.to_string())))?;
+            .map_err(|e| xa::LocalError::Work(BranchError::from(e)))?;
         let (update, insert) = self.sql();
         let (gid, op) = (gid.to_owned(), op.to_owned());
         xa::mysql::local(c, xid, |conn| {
@@ -100,8 +104,7 @@ impl MyBank {
                 // Prepared branches hold their locks across two databases, where no deadlock
                 // detector sees a cycle: give up quickly instead (the client then aborts).
                 conn.query_drop("SET SESSION innodb_lock_wait_timeout = 1")
-                    .await
-                    .map_err(|e| Busi::Db(e.to_string()))?;
+                    .await?;
                 work(conn, &update, &insert, &gid, &op, effect, account, fail).await
             })
         })
@@ -124,6 +127,21 @@ impl MyBank {
         c.query_drop(format!("DROP TABLE IF EXISTS {account}, {ledger}"))
             .await?;
         Ok(())
+    }
+
+    pub async fn effect(&self, gid: &str) -> anyhow::Result<(i64, i64)> {
+        let mut c = self.pool.get_conn().await?;
+        let row: Option<(i64, i64)> = c
+            .exec_first(
+                format!(
+                    "SELECT CAST(COALESCE(sum(balance_delta), 0) AS SIGNED), \
+                     CAST(COALESCE(sum(frozen_delta), 0) AS SIGNED) FROM {} WHERE gid = ?",
+                    self.tables.ledger
+                ),
+                (gid,),
+            )
+            .await?;
+        Ok(row.unwrap_or((0, 0)))
     }
 
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
@@ -193,23 +211,13 @@ async fn work(
     effect: Effect,
     account: i64,
     fail: bool,
-) -> Result<(), Busi> {
-    let db = |e: mysql_async::Error| Busi::Db(e.to_string());
+) -> Result<(), BranchError> {
     let (b, f) = (effect.balance_delta, effect.frozen_delta);
-    let result = conn
-        .exec_iter(update, (b, f, account, b, f))
-        .await
-        .map_err(db)?;
+    let result = conn.exec_iter(update, (b, f, account, b, f)).await?;
     let changed = result.affected_rows();
-    result.drop_result().await.map_err(db)?;
-    if changed == 0 {
-        return Err(Busi::Insufficient);
+    result.drop_result().await?;
+    if changed > 0 {
+        conn.exec_drop(insert, (gid, account, op, b, f)).await?;
     }
-    conn.exec_drop(insert, (gid, account, op, b, f))
-        .await
-        .map_err(db)?;
-    if fail {
-        return Err(Busi::Injected);
-    }
-    Ok(())
+    refuse(changed, fail)
 }

@@ -2,12 +2,15 @@
 
 use std::sync::Mutex;
 
-use tandem_participant::barrier::{self, postgres, Barrier, CallError, Outcome};
+use std::time::Duration;
+
+use tandem_participant::axum::{BranchCall, BranchError, Reply};
+use tandem_participant::barrier::{self, postgres};
 use tandem_participant::xa;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, NoTls};
 
-use super::{Account, Busi, LedgerNet, Snapshot, Tables};
+use super::{refuse, Account, LedgerNet, Snapshot, Tables};
 use crate::effect::Effect;
 
 /// Lock wait limit inside an XA branch (see `xa_local`).
@@ -122,19 +125,21 @@ impl PgBank {
 
     pub async fn apply(
         &self,
-        mut barrier: Barrier,
+        call: &BranchCall,
         effect: Effect,
         account: i64,
         fail: bool,
-    ) -> Result<Outcome<()>, CallError<Busi>> {
-        let mut c = self
-            .conn()
-            .await
-            .map_err(|e| CallError::Business(Busi::Db(e.to_string())))?;
+        delay: Duration,
+    ) -> Reply {
+        let mut c = match self.conn().await {
+            Ok(c) => c,
+            Err(e) => return Reply::Error(e.to_string()),
+        };
         let (update, insert) = self.sql();
-        let (gid, op) = (barrier.gid().to_owned(), barrier.op().to_owned());
-        postgres::call(&mut barrier, &mut c, |tx| {
+        let (gid, op) = (call.gid().to_owned(), call.op().to_owned());
+        call.postgres(&mut c, |tx| {
             Box::pin(async move {
+                tokio::time::sleep(delay).await;
                 work(
                     tx.client(),
                     &update,
@@ -159,20 +164,17 @@ impl PgBank {
         effect: Effect,
         account: i64,
         fail: bool,
-    ) -> Result<(), xa::LocalError<Busi>> {
+    ) -> Result<(), xa::LocalError<BranchError>> {
         let c = self
             .conn()
             .await
-            .map_err(|e| xa::LocalError::Work(Busi::Db(e.to_string())))?;
+            .map_err(|e| xa::LocalError::Work(BranchError::Retry(e.to_string())))?;
         let (update, insert) = self.sql();
         let result = xa::pg::local(&c, xid, |client| async move {
             // A prepared branch keeps its row locks until phase 2, so two transfers in
             // opposite directions can wait for each other across the two databases, where no
             // deadlock detector sees them. Give up quickly instead; the client then aborts.
-            client
-                .batch_execute(XA_LOCK_TIMEOUT)
-                .await
-                .map_err(|e| Busi::Db(pg_error(&e)))?;
+            client.batch_execute(XA_LOCK_TIMEOUT).await?;
             work(client, &update, &insert, gid, op, effect, account, fail).await
         })
         .await;
@@ -197,6 +199,21 @@ impl PgBank {
         c.batch_execute(&format!("DROP TABLE IF EXISTS {account}, {ledger}"))
             .await?;
         Ok(())
+    }
+
+    pub async fn effect(&self, gid: &str) -> anyhow::Result<(i64, i64)> {
+        let c = self.conn().await?;
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT COALESCE(sum(balance_delta), 0)::bigint, \
+                     COALESCE(sum(frozen_delta), 0)::bigint FROM {} WHERE gid = $1",
+                    self.tables.ledger
+                ),
+                &[&gid],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
     }
 
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
@@ -270,31 +287,13 @@ async fn work(
     effect: Effect,
     account: i64,
     fail: bool,
-) -> Result<(), Busi> {
-    let db = |e: tokio_postgres::Error| Busi::Db(pg_error(&e));
+) -> Result<(), BranchError> {
     let (b, f) = (effect.balance_delta, effect.frozen_delta);
-    if client
-        .execute(update, &[&b, &f, &account])
-        .await
-        .map_err(db)?
-        == 0
-    {
-        return Err(Busi::Insufficient);
+    let changed = client.execute(update, &[&b, &f, &account]).await?;
+    if changed > 0 {
+        client
+            .execute(insert, &[&gid, &account, &op, &b, &f])
+            .await?;
     }
-    client
-        .execute(insert, &[&gid, &account, &op, &b, &f])
-        .await
-        .map_err(db)?;
-    if fail {
-        return Err(Busi::Injected);
-    }
-    Ok(())
-}
-
-/// The server's message when there is one (tokio-postgres displays just "db error").
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
+    refuse(changed, fail)
 }
