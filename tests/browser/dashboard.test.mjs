@@ -154,7 +154,7 @@ function startParticipant() {
 /** `tandem serve` on port 0; its address is read from its start-up line `tandem serving ... listen=...`. */
 function startServer(extraEnv = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-browser-'));
-  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir], {
+  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--grpc-listen', '', '--data-dir', dir], {
     env: { ...process.env, NO_COLOR: '1', TANDEM_LOG: 'info', TANDEM_NODE_NAME: 'demo', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -459,6 +459,20 @@ step('parked list: force stop with a reason, recorded and shown as text', async 
   const shown = await page.$$eval('#branch-table tbody tr', (trs) => trs.map((tr) => tr.cells[2].textContent));
   assert.ok(!shown.includes('running'), shown.join('; '));
   assert.ok(r.body.history.some((h) => h.reason === reason), JSON.stringify(r.body.history));
+});
+
+step('topics: subscribed through DTM\'s API, listed with their subscribers, shown as text', async () => {
+  const url = 'http://127.0.0.1:9/ship?<b>x</b>';
+  let r = await api('GET', '/api/dtmsvr/subscribe?topic=orders&remark=' + encodeURIComponent('<i>ship</i>') + '&url=' + encodeURIComponent(url));
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  r = await api('POST', '/v1/topics/orders/subscribers', { url: 'http://127.0.0.1:9/bill', remark: 'billing' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  await click('#tab-topics');
+  await page.waitForSelector('#topics-table tr[data-topic="orders"]');
+  const cells = await page.$$eval('#topics-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  assert.deepEqual(cells.map((c) => c.slice(0, 3)), [['orders', url, '<i>ship</i>'], ['', 'http://127.0.0.1:9/bill', 'billing']]);
+  assert.equal(await page.$('#topics-table b'), null, 'a URL became markup');
+  await shot('09b-topics');
 });
 
 step('overview screenshot, and no console errors', async () => {

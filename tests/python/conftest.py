@@ -26,20 +26,24 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(extra_env=None):
-    """Starts `tandem serve` on a free port with a temporary data directory; returns
-    (base_url, stop). `extra_env` adds settings (e.g. TANDEM_OTLP_ENDPOINT)."""
+def start_server(extra_env=None, grpc_port=None, data=None):
+    """Starts `tandem serve` on a free port with a temporary data directory (or `data`);
+    returns (base_url, stop). `extra_env` adds settings (e.g. TANDEM_OTLP_ENDPOINT);
+    `grpc_port` serves DTM's gRPC API there (off otherwise, so that parallel runs never
+    fight over DTM's default port)."""
     binary = os.environ.get("TANDEM_BIN", os.path.join(REPO, "target", "debug", "tandem"))
     if not os.path.isabs(binary):
         binary = os.path.join(REPO, binary)
     assert os.path.exists(binary), f"no tandem binary at {binary}; build it first"
     port = free_port()
-    data = tempfile.mkdtemp(prefix="tandem-pytest-")
-    log = open(os.path.join(data, "server.log"), "w")
+    data = data or tempfile.mkdtemp(prefix="tandem-pytest-")
+    log = open(os.path.join(data, "server.log"), "a")
     env = {**os.environ, "TANDEM_LOG": os.environ.get("TANDEM_LOG", "warn")}
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(data, "db")],
+        [binary, "serve", "--listen", f"127.0.0.1:{port}",
+         "--grpc-listen", f"127.0.0.1:{grpc_port}" if grpc_port else "",
+         "--data-dir", os.path.join(data, "db")],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -59,6 +63,9 @@ def start_server(extra_env=None):
         time.sleep(0.05)
 
     def stop():
+        if proc.poll() is not None:
+            log.close()
+            return
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -66,6 +73,7 @@ def start_server(extra_env=None):
             proc.kill()
         log.close()
 
+    stop.proc = proc
     return base, stop
 
 

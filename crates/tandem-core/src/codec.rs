@@ -1,13 +1,19 @@
 //! The binary encodings of a transaction, as the log stores it: whole snapshots, and deltas.
 //!
 //! ```text
-//!  snapshot: [format 2][postcard(TxWire)]      a branch's payload is written once: an op that
+//!  snapshot: [format 3][postcard(TxWire)][postcard(Ext)]
+//!                                              a branch's payload is written once: an op that
 //!                                              shares the previous branch's payload says so
-//!  delta:    [format 0x82][postcard(DeltaWire)] the header fields that change, plus only the
+//!  delta:    [format 0x83][postcard(DeltaWire)][postcard(Ext)]
+//!                                              the header fields that change, plus only the
 //!                                              branches that changed (or are new) since the
 //!                                              snapshot of version `base`
+//!  format 2, 0x82: the same without the extension (before workflows) — still read
 //!  format 1: the snapshot of builds before 2 (no identity, payloads repeated) — still read
 //! ```
+//!
+//! The extension (`Ext`) holds the fields added after format 2 — a workflow's `result` —
+//! written whole in snapshots and deltas alike.
 //!
 //! Why deltas: a snapshot holds every branch, so rewriting it after each answer makes a
 //! transaction's log bytes grow with the square of its branches (a 256-branch TCC with 64 KiB
@@ -33,9 +39,34 @@ use crate::tx::{
 use crate::Identity;
 
 /// The snapshot format this build writes.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// The delta format this build writes.
-pub const DELTA_VERSION: u8 = 0x82;
+pub const DELTA_VERSION: u8 = 0x83;
+/// The snapshot and delta formats before the extension, still read.
+const FORMAT_V2: u8 = 2;
+const DELTA_V2: u8 = 0x82;
+
+/// Fields added after format 2, encoded after the snapshot or delta.
+#[derive(Serialize, Deserialize, Default)]
+struct Ext {
+    result: Option<String>,
+}
+
+fn ext_of(tx: &Transaction) -> Ext {
+    Ext {
+        result: tx.result.clone(),
+    }
+}
+
+/// Reads `T` from a record body: for the current formats followed by the extension, for
+/// the older ones alone.
+fn with_ext<'a, T: Deserialize<'a>>(body: &'a [u8], has_ext: bool) -> Result<(T, Ext), CodecError> {
+    if !has_ext {
+        return Ok((postcard::from_bytes(body)?, Ext::default()));
+    }
+    let (t, rest) = postcard::take_from_bytes(body)?;
+    Ok((t, postcard::from_bytes(rest)?))
+}
 /// A transaction with at least this many branches is logged as deltas after its first
 /// snapshot; smaller ones are cheaper as whole snapshots (no shadow kept, one encoding).
 pub const DELTA_BRANCHES_MIN: usize = 16;
@@ -45,7 +76,7 @@ pub const DELTA_BRANCHES_MIN: usize = 16;
 pub enum CodecError {
     #[error("empty snapshot")]
     Empty,
-    #[error("snapshot format version {0} is not known to this build (it reads 1, {FORMAT_VERSION} and deltas {DELTA_VERSION})")]
+    #[error("snapshot format version {0} is not known to this build (it reads 1, 2, {FORMAT_VERSION} and deltas 0x82, {DELTA_VERSION:#x})")]
     UnknownVersion(u8),
     #[error("snapshot does not decode: {0}")]
     Decode(#[from] postcard::Error),
@@ -250,20 +281,22 @@ pub fn encode(tx: &Transaction) -> Result<Vec<u8>, CodecError> {
         branches,
     };
     // postcard writes a u8 as one byte, so the tuple is exactly `[version][body]`.
-    Ok(postcard::to_allocvec(&(FORMAT_VERSION, wire))?)
+    let out = postcard::to_allocvec(&(FORMAT_VERSION, wire))?;
+    Ok(postcard::to_extend(&ext_of(tx), out)?)
 }
 
-/// Decodes a whole snapshot (format 1 or 2).
+/// Decodes a whole snapshot (format 1, 2 or 3).
 pub fn decode(bytes: &[u8]) -> Result<Transaction, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     let tx = match version {
-        FORMAT_VERSION => {
-            let w: TxIn = postcard::from_bytes(body)?;
+        FORMAT_VERSION | FORMAT_V2 => {
+            let (w, ext): (TxIn, Ext) = with_ext(body, version == FORMAT_VERSION)?;
             let mut tx = Transaction::new(w.gid, w.kind, w.options, w.created_at);
             tx.query_prepared = w.query_prepared;
             tx.custom_data = w.custom_data;
             tx.origin = w.origin;
             tx.nonce = w.nonce;
+            tx.result = ext.result;
             set_header(&mut tx, w.header);
             for b in w.branches {
                 let prev = tx.branches.last().map(|p| p.payload.clone());
@@ -280,7 +313,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, CodecError> {
 
 /// Whether `bytes` is a delta (else a whole snapshot).
 pub fn is_delta(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&DELTA_VERSION)
+    matches!(bytes.first(), Some(&DELTA_VERSION | &DELTA_V2))
 }
 
 /// What a writer remembers of the last record it logged for one transaction: its version and
@@ -343,7 +376,8 @@ pub fn encode_delta(tx: &Transaction, shadow: &Shadow) -> Result<Option<Vec<u8>>
         header: header_out(tx),
         branches,
     };
-    Ok(Some(postcard::to_allocvec(&(DELTA_VERSION, wire))?))
+    let out = postcard::to_allocvec(&(DELTA_VERSION, wire))?;
+    Ok(Some(postcard::to_extend(&ext_of(tx), out)?))
 }
 
 /// Updates `shadow` after `tx` was logged (as a delta or a snapshot).
@@ -363,10 +397,10 @@ pub fn advance(shadow: &mut Shadow, tx: &Transaction) {
 /// harmless. Returns whether `base` changed.
 pub fn apply_delta(base: &mut Transaction, bytes: &[u8]) -> Result<bool, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != DELTA_VERSION {
+    if version != DELTA_VERSION && version != DELTA_V2 {
         return Err(CodecError::UnknownVersion(version));
     }
-    let d: DeltaIn = postcard::from_bytes(body)?;
+    let (d, ext): (DeltaIn, Ext) = with_ext(body, version == DELTA_VERSION)?;
     if d.header.version <= base.version {
         return Ok(false);
     }
@@ -400,6 +434,7 @@ pub fn apply_delta(base: &mut Transaction, bytes: &[u8]) -> Result<bool, CodecEr
         }
     }
     set_header(base, d.header);
+    base.result = ext.result;
     base.check().map_err(CodecError::Invariant)?;
     Ok(true)
 }
@@ -407,10 +442,11 @@ pub fn apply_delta(base: &mut Transaction, bytes: &[u8]) -> Result<bool, CodecEr
 /// The version a delta produces, without decoding all of it (for stores that index it).
 pub fn delta_version(bytes: &[u8]) -> Result<(String, u64), CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != DELTA_VERSION {
+    if version != DELTA_VERSION && version != DELTA_V2 {
         return Err(CodecError::UnknownVersion(version));
     }
-    let d: DeltaIn = postcard::from_bytes(body)?;
+    // The extension follows the delta; the delta alone answers this.
+    let (d, _): (DeltaIn, &[u8]) = postcard::take_from_bytes(body)?;
     Ok((d.gid, d.header.version))
 }
 
@@ -657,5 +693,38 @@ mod tests {
         // A gap in versions means no delta.
         tx.version += 5;
         assert!(encode_delta(&tx, &shadow).unwrap().is_none());
+    }
+
+    /// Guards against losing a workflow's result on restart (snapshot or delta), and
+    /// against no longer reading format 2 records written before the extension.
+    #[test]
+    fn the_extension_carries_the_result_and_format_2_still_decodes() {
+        let mut tx = tcc(20, 8);
+        tx.result = Some("aGk=".into());
+        let snap = encode(&tx).expect("encode");
+        assert_eq!(
+            decode(&snap).expect("decode").result.as_deref(),
+            Some("aGk=")
+        );
+        let shadow = Shadow::of(&tx);
+        let mut next = tx.clone();
+        next.version += 1;
+        next.result = Some("Ynll".into());
+        let delta = encode_delta(&next, &shadow)
+            .expect("delta")
+            .expect("applies");
+        let mut base = decode(&snap).expect("decode");
+        assert!(apply_delta(&mut base, &delta).expect("apply"));
+        assert_eq!(base.result.as_deref(), Some("Ynll"));
+        assert_eq!(
+            delta_version(&delta).expect("version"),
+            ("g1".to_string(), next.version)
+        );
+        // Format 2: the same bytes without the extension (one byte: `None`).
+        tx.result = None;
+        let mut v2 = encode(&tx).expect("encode");
+        assert_eq!(v2.pop(), Some(0));
+        v2[0] = FORMAT_V2;
+        assert_eq!(decode(&v2).expect("format 2 decodes"), tx);
     }
 }

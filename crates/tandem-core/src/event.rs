@@ -57,6 +57,22 @@ pub enum Event {
         payload: Vec<u8>,
         limits: crate::spec::Limits,
     },
+    /// Workflow: the client ran one step (`op` of `branch_id`) and reports how it ended
+    /// (`Succeeded` or `Failed`) with the step's result.
+    Record {
+        branch_id: String,
+        op: Op,
+        status: crate::tx::BranchStatus,
+        payload: Vec<u8>,
+        limits: crate::spec::Limits,
+    },
+    /// Workflow: the client finished the workflow with this status (`Succeeded` or
+    /// `Failed`), rollback reason and result.
+    Conclude {
+        status: TxStatus,
+        reason: String,
+        result: String,
+    },
     /// TCC / msg / XA: the application asks to commit.
     Submit,
     /// TCC / XA: the application asks to roll back.
@@ -140,9 +156,12 @@ impl Transaction {
             return match event {
                 Event::Submit if self.status == TxStatus::Succeeded => Ok(Vec::new()),
                 Event::Abort if self.status == TxStatus::Failed => Ok(Vec::new()),
-                Event::Submit | Event::Abort | Event::Register { .. } => {
-                    Err(ApplyError::wrong_status(self, event_name(&event)))
-                }
+                Event::Conclude { status, .. } if status == self.status => Ok(Vec::new()),
+                Event::Submit
+                | Event::Abort
+                | Event::Register { .. }
+                | Event::Record { .. }
+                | Event::Conclude { .. } => Err(ApplyError::wrong_status(self, event_name(&event))),
                 Event::Retry { .. } | Event::Stop { .. } => Err(ApplyError::Ended {
                     gid: self.gid.clone(),
                     status: self.status.as_str(),
@@ -163,6 +182,7 @@ impl Transaction {
             TxKind::TwoPc => crate::twopc::apply(self, event, now, &mut out)?,
             TxKind::Tcc => crate::tcc::apply(self, event, now, &mut out)?,
             TxKind::Msg => crate::msg::apply(self, event, now, &mut out)?,
+            TxKind::Workflow => crate::workflow::apply(self, event, now, &mut out)?,
         }
         if self.status != status {
             self.status_since = now;
@@ -178,6 +198,8 @@ pub(crate) fn event_name(event: &Event) -> &'static str {
         Event::Answer { .. } => "answer",
         Event::Tick => "tick",
         Event::Register { .. } => "registerBranch",
+        Event::Record { .. } => "registerBranch (workflow)",
+        Event::Conclude { .. } => "submit (workflow)",
         Event::Submit => "submit",
         Event::Abort => "abort",
         Event::Retry { .. } => "retry",

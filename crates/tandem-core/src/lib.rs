@@ -14,7 +14,7 @@
 //! - [`identity`]: a coordinator's durable identity and the XA xids built from it;
 //!   [`in_doubt`]: what to do with a prepared xid the log may or may not explain.
 //! - [`event`]: what happens to a transaction ([`Event`]) and what it asks for ([`Command`]).
-//! - [`saga`], [`twopc`], [`tcc`], [`msg`]: one state machine per protocol.
+//! - [`saga`], [`twopc`], [`tcc`], [`msg`], [`workflow`]: one state machine per protocol.
 //! - [`backoff`]: retry delays (exponential, capped, deterministic jitter).
 //! - [`codec`]: the versioned binary encoding of a transaction snapshot.
 
@@ -31,6 +31,7 @@ pub mod spec;
 pub mod tcc;
 pub mod twopc;
 pub mod tx;
+pub mod workflow;
 
 pub use event::{ApplyError, CallOutcome, Command, Event};
 pub use identity::{Identity, Xid};

@@ -130,7 +130,7 @@ pub(crate) fn apply(
                 .get_or_insert(format!("stopped by operator: {reason}"));
             sched::end(tx, now, TxStatus::Failed, true, &mut out);
         }
-        Event::Register { .. } | Event::Abort => {
+        Event::Register { .. } | Event::Abort | Event::Record { .. } | Event::Conclude { .. } => {
             return Err(ApplyError::WrongKind {
                 kind: "msg",
                 what: crate::event::event_name(&event),

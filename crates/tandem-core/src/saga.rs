@@ -101,7 +101,11 @@ pub(crate) fn apply(
             out.finish(tx, now, None, cmds);
             return Ok(());
         }
-        Event::Register { .. } | Event::Submit | Event::Abort => {
+        Event::Register { .. }
+        | Event::Submit
+        | Event::Abort
+        | Event::Record { .. }
+        | Event::Conclude { .. } => {
             return Err(ApplyError::WrongKind {
                 kind: "saga",
                 what: crate::event::event_name(&event),
@@ -120,7 +124,7 @@ pub(crate) fn apply(
 
 fn validate(tx: &Transaction) -> Result<(), ApplyError> {
     let n = tx.branches.len();
-    if n == 0 || n % 2 != 0 || n / 2 > STEPS_MAX {
+    if n == 0 || !n.is_multiple_of(2) || n / 2 > STEPS_MAX {
         return Err(ApplyError::Invalid(format!(
             "a saga needs 1..={STEPS_MAX} steps, each an action and a compensation; got {n} branches"
         )));

@@ -9,8 +9,10 @@
 //! - **Layout.** Saga step `k` is `branches[2k]` (`action`) and `[2k+1]` (`compensate`); 2PC
 //!   participant `k` is `branches[3k..3k+3]` (`prepare`, `commit`, `rollback`), or a single
 //!   `commit_one_phase` branch when one participant may commit in one round trip; a message's
-//!   delivery `k` is one `msg` branch; TCC starts empty and grows by registration. Ids are
-//!   [`branch_id`]`(k)` ("01", "02", …) unless the client names them (TCC).
+//!   delivery `k` is one `msg` branch, or, sent to a topic, one branch per subscriber with
+//!   ids `kk-01`, `kk-02`, … (DTM's fan-out); TCC starts empty and grows by registration; a
+//!   workflow holds its callback (see [`crate::workflow`]) and grows by recorded steps ([`record`]).
+//!   Ids are [`branch_id`]`(k)` ("01", "02", …) unless the client names them (TCC, workflow).
 //! - **Limits**, counted as users count: saga steps, 2PC participants, TCC registrations,
 //!   message deliveries — never internal ops. Payload bytes per branch and per transaction
 //!   (each payload is stored once).
@@ -33,6 +35,10 @@ pub const PARTICIPANTS_MAX: usize = 256;
 pub const TCC_BRANCHES_MAX: usize = 512;
 /// Most deliveries a message may have, whatever the configured limit.
 pub const DELIVERIES_MAX: usize = 1023;
+/// Most steps a workflow may record, whatever the configured limit.
+pub const WORKFLOW_STEPS_MAX: usize = 1023;
+/// Longest workflow name, in bytes.
+pub const WORKFLOW_NAME_BYTES_MAX: usize = 128;
 /// Most `retry_limit` accepted.
 pub const RETRY_LIMIT_MAX: u32 = 10_000;
 /// Longest duration any option may name (30 days), in ms.
@@ -101,6 +107,12 @@ pub enum SpecError {
     Options(#[from] OptionsError),
     #[error("orders: {0}")]
     Orders(String),
+    #[error(
+        "the workflow name must be 1..={WORKFLOW_NAME_BYTES_MAX} bytes without control characters"
+    )]
+    WorkflowName,
+    #[error("a workflow step is recorded as succeed or failed, with a step's op (not {0})")]
+    WorkflowStep(&'static str),
 }
 
 impl SpecError {
@@ -118,6 +130,8 @@ impl SpecError {
             SpecError::BranchId(_) => "invalid_branch_id",
             SpecError::Options(_) => "invalid_options",
             SpecError::Orders(_) => "invalid_orders",
+            SpecError::WorkflowName => "invalid_name",
+            SpecError::WorkflowStep(_) => "invalid_step",
         }
     }
 }
@@ -214,6 +228,16 @@ pub struct ParticipantSpec {
 pub struct DeliverySpec {
     pub target: String,
     pub payload: Vec<u8>,
+    /// Sent to a topic: its subscribers, each of which gets the payload (`target` is then
+    /// not called). Empty: one delivery to `target`.
+    pub fan_out: Vec<String>,
+}
+
+/// What resumes an unfinished workflow: its callback and what the callback is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSpec {
+    pub target: String,
+    pub payload: Vec<u8>,
 }
 
 /// What kind of transaction, with what branches.
@@ -234,6 +258,11 @@ pub enum Shape {
         query_prepared: Option<String>,
         /// Submitted at once (DTM's submit without prepare): delivered now, never checked.
         submitted: bool,
+    },
+    /// Steps arrive by [`record`]; the callback (if any) resumes an unfinished workflow.
+    Workflow {
+        name: String,
+        callback: Option<CallbackSpec>,
     },
 }
 
@@ -262,6 +291,7 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
         Shape::TwoPc { .. } => TxKind::TwoPc,
         Shape::Tcc => TxKind::Tcc,
         Shape::Msg { .. } => TxKind::Msg,
+        Shape::Workflow { .. } => TxKind::Workflow,
     };
     if kind != TxKind::Saga {
         // Orders only order saga steps; elsewhere they are noise that would break idempotent
@@ -330,7 +360,7 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
             query_prepared: check,
             submitted: now_submitted,
         } => {
-            let n = deliveries.len();
+            let n = deliveries.iter().map(|d| d.fan_out.len().max(1)).sum();
             count(
                 limits,
                 "branches",
@@ -341,10 +371,37 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
             for (k, d) in deliveries.into_iter().enumerate() {
                 let id = branch_id(k);
                 payloads.add(&id, &d.payload)?;
-                branches.push(Branch::new(id, Op::Msg, d.target, d.payload));
+                if d.fan_out.is_empty() {
+                    branches.push(Branch::new(id, Op::Msg, d.target, d.payload));
+                    continue;
+                }
+                // One payload, shared by every subscriber's delivery (stored once).
+                let payload: Arc<[u8]> = d.payload.into();
+                let one = d.fan_out.len() == 1;
+                for (j, target) in d.fan_out.into_iter().enumerate() {
+                    let id = if one {
+                        id.clone()
+                    } else {
+                        format!("{id}-{:02}", j + 1)
+                    };
+                    branches.push(Branch::new(id, Op::Msg, target, payload.clone()));
+                }
             }
             submitted = now_submitted;
             query_prepared = check.filter(|_| !submitted);
+        }
+        Shape::Workflow { name, callback } => {
+            if name.is_empty()
+                || name.len() > WORKFLOW_NAME_BYTES_MAX
+                || name.chars().any(char::is_control)
+            {
+                return Err(SpecError::WorkflowName);
+            }
+            if let Some(c) = callback {
+                payloads.add("00", &c.payload)?;
+                query_prepared = Some(c.target.clone());
+                branches.push(crate::workflow::callback_branch(&name, c.target, c.payload));
+            }
         }
     }
     let mut tx = Transaction::new(spec.gid, kind, options, now);
@@ -355,6 +412,57 @@ pub fn build(spec: TxSpec, limits: &Limits, now: Timestamp) -> Result<Transactio
         tx.status = TxStatus::Submitted;
     }
     Ok(tx)
+}
+
+/// Checks a workflow's recorded step and makes the event that records it. As with
+/// [`registration`], the protocol machine repeats the checks when it applies the event.
+pub fn record(
+    tx: &Transaction,
+    branch_id: &str,
+    op: Op,
+    status: crate::tx::BranchStatus,
+    payload: Vec<u8>,
+    limits: &Limits,
+) -> Result<Event, SpecError> {
+    validate_branch_id(branch_id)?;
+    check_record(tx, op, status, &payload, limits)?;
+    Ok(Event::Record {
+        branch_id: branch_id.to_string(),
+        op,
+        status,
+        payload,
+        limits: *limits,
+    })
+}
+
+/// The rules a recorded workflow step must follow on `tx`: a step's op, a final status, the
+/// step count and payload limits.
+pub(crate) fn check_record(
+    tx: &Transaction,
+    op: Op,
+    status: crate::tx::BranchStatus,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<(), SpecError> {
+    use crate::tx::BranchStatus;
+    if op == Op::Workflow || op == Op::QueryPrepared {
+        return Err(SpecError::WorkflowStep(op.as_str()));
+    }
+    if !matches!(status, BranchStatus::Succeeded | BranchStatus::Failed) {
+        return Err(SpecError::WorkflowStep(status.as_str()));
+    }
+    let steps = tx.branches.iter().filter(|b| b.op != Op::Workflow).count() + 1;
+    let max = limits.branches_max.min(WORKFLOW_STEPS_MAX);
+    if steps > max {
+        return Err(SpecError::TooManyBranches {
+            what: "workflow steps",
+            count: steps,
+            max,
+        });
+    }
+    let mut payloads = Payloads::new(limits);
+    payloads.total = tx.branches.iter().map(|b| b.payload.len()).sum();
+    payloads.add("step", payload)
 }
 
 /// Checks a TCC (or server-XA) registration of `branch_id` on `tx` and makes the event that
@@ -660,6 +768,7 @@ mod tests {
                 deliveries: vec![DeliverySpec {
                     target: "d".into(),
                     payload: Vec::new(),
+                    fan_out: Vec::new(),
                 }],
                 query_prepared: Some("q".into()),
                 submitted: true,
@@ -748,5 +857,77 @@ mod tests {
             })
         );
         assert!(matches!(reg(&tx, "b:3"), Err(SpecError::BranchId(_))));
+    }
+
+    /// DTM's topic fan-out: one delivery per subscriber, ids `kk-jj` (`kk` for one), the
+    /// payload stored once; deliveries are counted after the fan-out.
+    #[test]
+    fn topic_fan_out_and_workflows() {
+        let d = |target: &str, fan_out: &[&str]| DeliverySpec {
+            target: target.into(),
+            payload: b"p".to_vec(),
+            fan_out: fan_out.iter().map(|s| s.to_string()).collect(),
+        };
+        let msg = |deliveries| TxSpec {
+            gid: "m".into(),
+            shape: Shape::Msg {
+                deliveries,
+                query_prepared: None,
+                submitted: false,
+            },
+            options: Options::default(),
+            custom_data: None,
+        };
+        let tx = build(
+            msg(vec![
+                d("topic://a", &["s1", "s2"]),
+                d("u", &[]),
+                d("topic://b", &["s3"]),
+            ]),
+            &Limits::default(),
+            Timestamp(0),
+        )
+        .unwrap();
+        let ids: Vec<(&str, &str)> = tx
+            .branches
+            .iter()
+            .map(|b| (b.branch_id.as_str(), b.target.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("01-01", "s1"), ("01-02", "s2"), ("02", "u"), ("03", "s3")]
+        );
+        assert!(Arc::ptr_eq(
+            &tx.branches[0].payload,
+            &tx.branches[1].payload
+        ));
+        let two = Limits {
+            branches_max: 2,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            build(msg(vec![d("t", &["a", "b", "c"])]), &two, Timestamp(0)),
+            Err(SpecError::TooManyBranches { count: 3, .. })
+        ));
+        let wf = |name: &str| TxSpec {
+            gid: "w".into(),
+            shape: Shape::Workflow {
+                name: name.into(),
+                callback: Some(CallbackSpec {
+                    target: "http://c/wf".into(),
+                    payload: b"data".to_vec(),
+                }),
+            },
+            options: Options::default(),
+            custom_data: None,
+        };
+        let w = build(wf("pay"), &Limits::default(), Timestamp(0)).unwrap();
+        assert_eq!((w.kind, w.status), (TxKind::Workflow, TxStatus::Prepared));
+        assert_eq!(w.query_prepared.as_deref(), Some("http://c/wf"));
+        assert_eq!(crate::workflow::name(&w), Some("pay"));
+        assert_eq!(
+            build(wf(""), &Limits::default(), Timestamp(0)).err(),
+            Some(SpecError::WorkflowName)
+        );
     }
 }

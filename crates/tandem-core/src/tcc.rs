@@ -116,6 +116,12 @@ pub(crate) fn apply(
                 out.persist(true);
             }
         }
+        Event::Record { .. } | Event::Conclude { .. } => {
+            return Err(ApplyError::WrongKind {
+                kind: "tcc",
+                what: crate::event::event_name(&event),
+            })
+        }
         Event::Retry { reason } => sched::operator_retry(tx, now, reason, &mut out),
         Event::Park { reason } => sched::park(tx, now, reason, &mut out),
         Event::Stop { reason } => {

@@ -210,7 +210,11 @@ pub(crate) fn apply(
             abort(tx, now, format!("stopped by operator: {reason}"));
             out.persist(false);
         }
-        Event::Register { .. } | Event::Submit | Event::Abort => {
+        Event::Register { .. }
+        | Event::Submit
+        | Event::Abort
+        | Event::Record { .. }
+        | Event::Conclude { .. } => {
             return Err(ApplyError::WrongKind {
                 kind: "2pc",
                 what: crate::event::event_name(&event),
@@ -238,7 +242,7 @@ fn validate(tx: &Transaction) -> Result<(), ApplyError> {
         return Ok(());
     }
     let n = tx.branches.len();
-    if n == 0 || n % 3 != 0 || n / 3 > PARTICIPANTS_MAX {
+    if n == 0 || !n.is_multiple_of(3) || n / 3 > PARTICIPANTS_MAX {
         return Err(ApplyError::Invalid(format!(
             "2pc needs 1..={PARTICIPANTS_MAX} participants, each prepare+commit+rollback; got {n} branches"
         )));

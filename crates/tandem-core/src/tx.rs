@@ -45,6 +45,9 @@ pub enum TxKind {
     /// register `commit`/`rollback` branches.
     Tcc,
     Msg,
+    /// DTM's workflow: the client runs the steps and records each one; the coordinator
+    /// keeps the record and resumes an unfinished workflow through its callback.
+    Workflow,
 }
 
 impl TxKind {
@@ -54,6 +57,7 @@ impl TxKind {
             TxKind::TwoPc => "2pc",
             TxKind::Tcc => "tcc",
             TxKind::Msg => "msg",
+            TxKind::Workflow => "workflow",
         }
     }
     pub fn parse(s: &str) -> Option<TxKind> {
@@ -62,6 +66,7 @@ impl TxKind {
             "2pc" | "xa" => TxKind::TwoPc,
             "tcc" => TxKind::Tcc,
             "msg" => TxKind::Msg,
+            "workflow" => TxKind::Workflow,
             _ => return None,
         })
     }
@@ -130,6 +135,8 @@ pub enum Op {
     Msg,
     /// The message sender's query-prepared check.
     QueryPrepared,
+    /// A workflow's callback, which resumes it (on the wire the op is the workflow's name).
+    Workflow,
 }
 
 impl Op {
@@ -147,7 +154,25 @@ impl Op {
             Op::CommitOnePhase => "commit_one_phase",
             Op::Msg => "msg",
             Op::QueryPrepared => "query_prepared",
+            Op::Workflow => "workflow",
         }
+    }
+
+    /// The op named `s` (DTM's spelling), for ops a client may name: a workflow records
+    /// steps by op name.
+    pub fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "action" => Op::Action,
+            "compensate" => Op::Compensate,
+            "try" => Op::Try,
+            "confirm" => Op::Confirm,
+            "cancel" => Op::Cancel,
+            "prepare" => Op::Prepare,
+            "commit" => Op::Commit,
+            "rollback" => Op::Rollback,
+            "msg" => Op::Msg,
+            _ => return None,
+        })
     }
 }
 
@@ -361,6 +386,10 @@ pub struct Transaction {
     pub version: u64,
     /// Why the transaction failed, when it did (the first business failure or the timeout).
     pub fail_reason: Option<String>,
+    /// Workflow: the result its client reported when it finished (DTM keeps it base64).
+    /// Encoded after the rest of the record (see [`crate::codec`]).
+    #[serde(skip)]
+    pub result: Option<String>,
     /// The coordinator whose log decides this transaction, as it was when the transaction
     /// was created (its xids carry it). `None` for transactions written before identities.
     pub origin: Option<crate::Identity>,
@@ -384,7 +413,7 @@ impl Transaction {
     pub fn new(gid: impl Into<String>, kind: TxKind, options: Options, now: Timestamp) -> Self {
         let status = match kind {
             TxKind::Saga => TxStatus::Submitted,
-            TxKind::TwoPc | TxKind::Tcc | TxKind::Msg => TxStatus::Prepared,
+            TxKind::TwoPc | TxKind::Tcc | TxKind::Msg | TxKind::Workflow => TxStatus::Prepared,
         };
         Transaction {
             gid: gid.into(),
@@ -403,6 +432,7 @@ impl Transaction {
             history: Vec::new(),
             version: 0,
             fail_reason: None,
+            result: None,
             origin: None,
             nonce: 0,
             heuristic: None,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tandem_core::{validate_gid, Event, Identity, Timestamp, Transaction};
 use tandem_store::redb_store::{RedbConfig, RedbStore};
-use tandem_store::{ListQuery, Page, Store, StoreError, StoreStats};
+use tandem_store::{ListQuery, Page, Store, StoreError, StoreStats, Topic};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
@@ -661,6 +661,24 @@ impl Coordinator {
     pub async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.shared.check_failed()?;
         Ok(self.shared.store.list(q).await?)
+    }
+
+    /// Every message topic (kept by the store; see [`tandem_store::topic`]).
+    pub async fn topics(&self) -> Result<Vec<Topic>> {
+        Ok(self.shared.store.topics().await?)
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<Topic>> {
+        Ok(self.shared.store.topic(name).await?)
+    }
+
+    /// Stores `topic` if the stored version is `expected`; see [`Store::put_topic`].
+    pub async fn put_topic(&self, topic: &Topic, expected: u64) -> Result<bool> {
+        Ok(self.shared.store.put_topic(topic, expected).await?)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<bool> {
+        Ok(self.shared.store.delete_topic(name).await?)
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -576,6 +576,12 @@ impl Driver {
 
     fn call(&mut self, branch: usize) {
         let b = &self.tx.branches[branch];
+        let timeout = self
+            .tx
+            .options
+            .request_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.shared.config.request_timeout);
         let xid = (self.tx.kind == TxKind::TwoPc).then(|| {
             let xid = match &self.tx.origin {
                 Some(origin) => Xid::format(origin, &self.gid, &b.branch_id, self.tx.nonce),
@@ -595,14 +601,9 @@ impl Driver {
             target: b.target.clone(),
             payload: b.payload.to_vec(),
             headers: self.headers.clone(),
+            timeout,
             xid,
         };
-        let timeout = self
-            .tx
-            .options
-            .request_timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(self.shared.config.request_timeout);
         let shared = self.shared.clone();
         let epoch = self.epoch;
         let span =

@@ -12,10 +12,16 @@ use tandem_core::{CallOutcome, Op, TxKind, TxStatus};
 use tandem_store::hist::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_NS};
 
 /// Every transaction type, in index order.
-pub const KINDS: [TxKind; 4] = [TxKind::Saga, TxKind::TwoPc, TxKind::Tcc, TxKind::Msg];
+pub const KINDS: [TxKind; 5] = [
+    TxKind::Saga,
+    TxKind::TwoPc,
+    TxKind::Tcc,
+    TxKind::Msg,
+    TxKind::Workflow,
+];
 
 /// Every branch op, in index order.
-pub const OPS: [Op; 11] = [
+pub const OPS: [Op; 12] = [
     Op::Action,
     Op::Compensate,
     Op::Try,
@@ -27,6 +33,7 @@ pub const OPS: [Op; 11] = [
     Op::CommitOnePhase,
     Op::Msg,
     Op::QueryPrepared,
+    Op::Workflow,
 ];
 
 /// How a branch call ended, as a metric label.
@@ -59,6 +66,7 @@ fn kind_index(k: TxKind) -> usize {
         TxKind::TwoPc => 1,
         TxKind::Tcc => 2,
         TxKind::Msg => 3,
+        TxKind::Workflow => 4,
     }
 }
 
@@ -79,10 +87,10 @@ pub(crate) fn outcome_index(o: &CallOutcome) -> usize {
 /// The engine's live counters (monotonic since open, except the gauges).
 #[derive(Debug)]
 pub struct EngineMetrics {
-    started: [AtomicU64; 4],
+    started: [AtomicU64; KINDS.len()],
     /// `[kind][0 = succeeded, 1 = failed]`.
-    finished: [[AtomicU64; 2]; 4],
-    parked_total: [AtomicU64; 4],
+    finished: [[AtomicU64; 2]; KINDS.len()],
+    parked_total: [AtomicU64; KINDS.len()],
     retries: AtomicU64,
     calls_total: AtomicU64,
     recovery: [AtomicU64; 4],

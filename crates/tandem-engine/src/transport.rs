@@ -25,6 +25,9 @@ pub struct CallRequest {
     pub payload: Vec<u8>,
     /// Extra headers (server mode) and the trace context.
     pub headers: Arc<Vec<(String, String)>>,
+    /// How long the engine waits for the answer (it then counts the call as unknown); a
+    /// transport that can tell the participant (a gRPC deadline) passes it on.
+    pub timeout: std::time::Duration,
     /// 2PC: the XA transaction id of this branch (`tandem_core::Xid`), built from the
     /// coordinator identity the transaction was created under, its gid, the branch id and the
     /// transaction's nonce. `None` for other protocols.

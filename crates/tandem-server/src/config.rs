@@ -10,6 +10,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where DTM's gRPC API listens (`None`: not served). DTM's gRPC port by default.
+    pub grpc_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Largest request body accepted, in bytes.
     pub body_bytes_max: usize,
@@ -66,6 +68,7 @@ pub struct Setting {
 /// Every setting of `tandem serve`.
 pub const SETTINGS: &[Setting] = &[
     Setting { key: "listen", env: "TANDEM_LISTEN", default: "127.0.0.1:36789", what: "address and port to serve on (flag --listen)" },
+    Setting { key: "grpc_listen", env: "TANDEM_GRPC_LISTEN", default: "127.0.0.1:36790", what: "address of DTM's gRPC API (`dtmgimp.Dtm`, proto/dtmgimp.proto); empty turns it off (flag --grpc-listen)" },
     Setting { key: "data_dir", env: "TANDEM_DATA_DIR", default: "./tandem-data", what: "directory of the embedded store, created if missing; one server at a time (flag --data-dir)" },
     Setting { key: "body_bytes_max", env: "TANDEM_BODY_BYTES_MAX", default: "1048576", what: "largest request body in bytes; larger ones get 413 (flag --body-bytes-max)" },
     Setting { key: "branches_max", env: "TANDEM_BRANCHES_MAX", default: "256", what: "most branches of one transaction, as users count them: saga steps, 2PC participants, TCC branches, message deliveries" },
@@ -106,6 +109,31 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// A socket address, or nothing (written as an empty string): a listener that may be off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        s.parse().map(|a| OptionalAddr(Some(a))).map_err(|e| {
+            format!("{s:?} is not an address such as 127.0.0.1:36790 ({e}); empty turns it off")
+        })
+    }
+}
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
 /// A secret that never shows in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -137,6 +165,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 36789)),
+            grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 36790))),
             data_dir: PathBuf::from("./tandem-data"),
             body_bytes_max: 1 << 20,
             branches_max: 256,
@@ -164,6 +193,8 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConfigLayer {
     pub listen: Option<SocketAddr>,
+    /// An address, or empty to turn the gRPC API off.
+    pub grpc_listen: Option<OptionalAddr>,
     pub data_dir: Option<PathBuf>,
     pub body_bytes_max: Option<usize>,
     pub branches_max: Option<usize>,
@@ -236,6 +267,7 @@ impl ConfigLayer {
         }
         Ok(ConfigLayer {
             listen: get("TANDEM_LISTEN")?,
+            grpc_listen: get("TANDEM_GRPC_LISTEN")?,
             data_dir: get("TANDEM_DATA_DIR")?,
             body_bytes_max: get("TANDEM_BODY_BYTES_MAX")?,
             branches_max: get("TANDEM_BRANCHES_MAX")?,
@@ -271,6 +303,9 @@ impl ServerConfig {
     pub fn apply(mut self, layer: ConfigLayer) -> ServerConfig {
         if let Some(v) = layer.listen {
             self.listen = v;
+        }
+        if let Some(v) = layer.grpc_listen {
+            self.grpc_listen = v.0;
         }
         if let Some(v) = layer.data_dir {
             self.data_dir = v;
@@ -357,6 +392,14 @@ mod tests {
         assert_eq!(cfg.node_name.as_deref(), Some("flag"));
         assert_eq!(cfg.allowed_hosts, Some(vec!["svc".to_string()]));
         assert_eq!(cfg.data_dir, PathBuf::from("./tandem-data"));
+        assert_eq!(
+            cfg.grpc_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 36790))),
+            "DTM's gRPC port by default"
+        );
+        let off: ConfigLayer = toml::from_str("grpc_listen = \"\"").expect("toml");
+        assert_eq!(ServerConfig::default().apply(off).grpc_listen, None);
+        assert!(toml::from_str::<ConfigLayer>("grpc_listen = \"nope\"").is_err());
         assert!(
             toml::from_str::<ConfigLayer>("lisen = \"x\"").is_err(),
             "unknown keys are refused"
@@ -369,7 +412,7 @@ mod tests {
     fn settings_table_is_complete() {
         for s in SETTINGS {
             let value = match s.key {
-                "listen" => "\"127.0.0.1:1\"".to_string(),
+                "listen" | "grpc_listen" => "\"127.0.0.1:1\"".to_string(),
                 "data_dir" | "node_name" | "auth_token" | "alert_webhook_url" | "otlp_endpoint"
                 | "service_name" => "\"x\"".into(),
                 "allowed_hosts" => "[\"x\"]".into(),

@@ -129,7 +129,7 @@ fn tls_config() -> rustls::ClientConfig {
 }
 
 /// A call's span id when spans are not exported: stable per gid, branch and op.
-fn call_span_id(gid: &str, branch_id: &str, op: Op) -> u64 {
+pub(crate) fn call_span_id(gid: &str, branch_id: &str, op: Op) -> u64 {
     crate::trace::fnv(3, &format!("{gid}/{branch_id}/{}", op.as_str())) | 1
 }
 
@@ -179,26 +179,22 @@ impl Transport for HttpTransport {
         let payload = std::mem::take(&mut req.payload);
         let result = self.send(builder, payload, &url, &req.target).await;
         if let Some(spans) = &self.spans {
-            spans.export(call_span(
-                &req,
-                tp,
-                start_ns,
-                method.as_str(),
-                &url,
-                &result,
-            ));
+            let attrs = vec![
+                ("http.request.method", serde_json::json!(method.as_str())),
+                ("url.full", serde_json::json!(url)),
+            ];
+            spans.export(call_span(&req, tp, start_ns, attrs, &result));
         }
         result
     }
 }
 
-/// The exported span of one branch call.
-fn call_span(
+/// The exported span of one branch call; `protocol_attrs` say how it was made.
+pub(crate) fn call_span(
     req: &CallRequest,
     tp: crate::trace::TraceParent,
     start_ns: u64,
-    method: &str,
-    url: &str,
+    protocol_attrs: Vec<(&'static str, serde_json::Value)>,
     result: &CallResult,
 ) -> crate::otlp::Span {
     use serde_json::json;
@@ -214,9 +210,8 @@ fn call_span(
         ("tandem.branch_id", json!(req.branch_id)),
         ("tandem.op", json!(req.op.as_str())),
         ("tandem.outcome", json!(outcome)),
-        ("http.request.method", json!(method)),
-        ("url.full", json!(url)),
     ];
+    attrs.extend(protocol_attrs);
     if let Some(code) = result.code {
         attrs.push(("http.response.status_code", json!(code)));
     }
@@ -322,6 +317,7 @@ mod tls_tests {
             payload: Vec::new(),
             headers: Arc::new(Vec::new()),
             xid: None,
+            timeout: std::time::Duration::from_secs(5),
         };
         let res = t.call(req).await;
         match res.outcome {

@@ -1,10 +1,11 @@
 //! # tandem-server: the coordinator as an HTTP service
 //!
 //! `tandem serve` runs this: one [`tandem_engine::Coordinator`] on the embedded store, with
-//! HTTP branch calls ([`http_transport`]), behind two APIs on one port:
+//! HTTP and gRPC branch calls ([`http_transport`], [`grpc::transport`]), behind three APIs:
 //! - [`v1`]: the native JSON API, described by the OpenAPI document at `/v1/openapi.json`;
 //! - [`dtm`]: DTM's HTTP protocol under `/api/dtmsvr` (and `/api/ping`), so existing DTM
-//!   clients work unchanged.
+//!   clients work unchanged;
+//! - [`grpc::api`]: DTM's gRPC API (`dtmgimp.Dtm`) on its own port (`grpc_listen`).
 //!
 //! Every request body is bounded (`body_bytes_max`); a client's mistake gets a 4xx with a
 //! JSON body naming the problem, never a 500; shutdown (SIGTERM/SIGINT) stops accepting,
@@ -13,18 +14,23 @@
 pub mod alerts;
 pub mod auth;
 pub mod body_limit;
+pub mod branches;
 pub mod config;
 pub mod dashboard;
 pub mod dtm;
 pub mod error;
+pub mod grpc;
 pub mod health;
 pub mod http_transport;
 pub mod metrics;
 pub mod net_error;
 pub mod otlp;
+pub mod target;
+pub mod topics;
 pub mod trace;
 pub mod v1;
 pub mod validate;
+pub mod workflow;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,10 +55,13 @@ pub async fn open_coordinator(
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| tandem_engine::EngineError::Store(e.into()))?;
     let mut transport = http_transport::HttpTransport::new();
+    let dtm = cfg.grpc_listen.map(|a| a.to_string()).unwrap_or_default();
+    let mut grpc = grpc::transport::GrpcTransport::new(dtm);
     let mut builder = Coordinator::builder();
     if let Some(endpoint) = &cfg.otlp_endpoint {
         let spans = otlp::Exporter::spawn(endpoint, &cfg.service_name);
         transport = transport.with_spans(spans.clone());
+        grpc = grpc.with_spans(spans.clone());
         builder = builder.on_end(Arc::new(move |tx| spans.export(tx_span(tx))));
         tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");
     }
@@ -69,7 +78,10 @@ pub async fn open_coordinator(
             ..EngineConfig::default()
         })
         .redb_config(RedbConfig::default())
-        .transport(Arc::new(transport))
+        .transport(Arc::new(branches::Branches {
+            http: transport,
+            grpc,
+        }))
         .open(&cfg.data_dir)
         .await
 }
@@ -130,12 +142,31 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow_like::Error::listen(cfg.listen, e))?;
-    serve_on(listener, cfg, shutdown).await
+    let grpc = match cfg.grpc_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow_like::Error::grpc_listen(addr, e))?,
+        ),
+        None => None,
+    };
+    serve_with(listener, grpc, cfg, shutdown).await
 }
 
 /// As [`serve`], on a listener the caller bound (tests bind port 0).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow_like::Result<()> {
+    serve_with(listener, None, cfg, shutdown).await
+}
+
+/// As [`serve`], on listeners the caller bound: HTTP on `listener`, DTM's gRPC API on
+/// `grpc` if given.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow_like::Result<()> {
@@ -157,13 +188,26 @@ pub async fn serve_on(
         coord: coord.clone(),
         cfg: Arc::new(cfg),
     };
-    let app = router(state);
+    let app = router(state.clone());
     tracing::info!(
         listen = %addr,
         data_dir = %data_dir.display(),
         "tandem serving; dashboard at http://{addr}/"
     );
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    // The gRPC API stops accepting when HTTP does (the same signal, fanned out).
+    let (grpc_stop_tx, grpc_stop) = tokio::sync::watch::channel(false);
+    let grpc_task = match grpc {
+        Some(l) => {
+            tracing::info!(addr = %l.local_addr()?, "DTM's gRPC API listening");
+            let mut stop = grpc_stop.clone();
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(grpc::api::serve(l, state, signal)))
+        }
+        None => None,
+    };
     // No Nagle on accepted connections: an answer must not wait for the client's delayed
     // ACK of the previous one on a keep-alive connection.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -171,6 +215,7 @@ pub async fn serve_on(
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
+        let _ = grpc_stop_tx.send(true);
         let _ = stopped_tx.send(());
     });
     let server = tokio::spawn(async move { server.await });
@@ -200,6 +245,13 @@ pub async fn serve_on(
     match tokio::time::timeout_at(deadline, server).await {
         Ok(r) => r.map_err(|e| std::io::Error::other(e.to_string()))??,
         Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
+    }
+    if let Some(task) = grpc_task {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the gRPC server failed"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("gRPC requests still running after the grace period"),
+        }
     }
     closing
         .await
@@ -247,6 +299,17 @@ pub mod anyhow_like {
     impl Error {
         pub fn listen(addr: SocketAddr, e: std::io::Error) -> Error {
             let setting = "choose another address with --listen, TANDEM_LISTEN or `listen` in the config file";
+            Error::listen_as(addr, e, setting)
+        }
+
+        /// DTM's gRPC API could not listen.
+        pub fn grpc_listen(addr: SocketAddr, e: std::io::Error) -> Error {
+            let setting = "choose another address with --grpc-listen, TANDEM_GRPC_LISTEN or \
+                 `grpc_listen` in the config file (empty turns the gRPC API off)";
+            Error::listen_as(addr, e, setting)
+        }
+
+        fn listen_as(addr: SocketAddr, e: std::io::Error, setting: &str) -> Error {
             let reason = match e.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
                     "port {} is already in use by another process; stop it, or {setting}",

@@ -64,6 +64,13 @@ pub async fn capture(req: Request, next: Next) -> Response {
     INCOMING.scope(incoming, next.run(req)).await
 }
 
+/// Runs `f` with `incoming` as the request's `traceparent` (for APIs that are not axum
+/// routes, such as gRPC, whose metadata carries it). An invalid value is ignored.
+pub async fn scoped<F: std::future::Future>(incoming: Option<String>, f: F) -> F::Output {
+    let incoming = incoming.filter(|v| TraceParent::parse(v).is_some());
+    INCOMING.scope(incoming, f).await
+}
+
 /// Keeps the creating request's `traceparent` with the transaction (unless the client set
 /// one in its branch headers itself).
 pub fn adopt(mut tx: Transaction) -> Transaction {

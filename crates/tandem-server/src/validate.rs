@@ -1,27 +1,19 @@
-//! The check both APIs make on what a client submits that belongs to the server, not the
-//! core: branch URLs (http or https only, optionally an allow-listed host). Counts, sizes,
-//! ids and options are `tandem_core::spec`'s.
+//! The check every API makes on what a client submits that belongs to the server, not the
+//! core: branch URLs (http, https or a gRPC target, optionally on an allow-listed host).
+//! Counts, sizes, ids and options are `tandem_core::spec`'s.
 
 use crate::error::ApiError;
 use crate::ServerConfig;
 
 /// An empty URL is allowed (a no-op branch, as in DTM); anything else must be an absolute
-/// `http://` or `https://` URL, with its host on the allow-list when one is configured.
+/// `http://` or `https://` URL or a gRPC target (see [`crate::target`]), with its host on
+/// the allow-list when one is configured.
 pub fn branch_url(cfg: &ServerConfig, url: &str) -> Result<(), ApiError> {
-    if url.is_empty() {
+    let kind = crate::target::parse(url).map_err(|m| ApiError::bad_request("invalid_url", m))?;
+    if kind == crate::target::Target::Empty {
         return Ok(());
     }
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_url",
-                format!("branch URL {url:?} must start with http:// or https://"),
-            )
-        })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let authority = crate::target::authority(url);
     if authority.is_empty()
         || url.len() > 2048
         || url.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -65,6 +57,8 @@ mod tests {
         assert!(branch_url(&cfg, "http://127.0.0.1:8080/api/a?x=1").is_ok());
         assert!(branch_url(&cfg, "https://svc/a").is_ok());
         assert!(branch_url(&cfg, "ftp://svc/a").is_err());
+        assert!(branch_url(&cfg, "127.0.0.1:9000/busi.Busi/TransIn").is_ok());
+        assert!(branch_url(&cfg, "grpcs://svc:443/busi.Busi/TransIn").is_ok());
         assert!(branch_url(&cfg, "/relative").is_err());
         assert!(branch_url(&cfg, "http:///nohost").is_err());
         cfg.allowed_hosts = Some(vec!["svc".into(), "127.0.0.1:9000".into()]);
@@ -72,5 +66,7 @@ mod tests {
         assert!(branch_url(&cfg, "http://127.0.0.1:9000/a").is_ok());
         assert!(branch_url(&cfg, "http://127.0.0.1:9001/a").is_err());
         assert!(branch_url(&cfg, "http://evil/a").is_err());
+        assert!(branch_url(&cfg, "127.0.0.1:9000/busi.Busi/TransIn").is_ok());
+        assert!(branch_url(&cfg, "evil:9000/busi.Busi/TransIn").is_err());
     }
 }

@@ -169,7 +169,7 @@ async fn bad_input_is_a_4xx_naming_the_problem() -> anyhow::Result<()> {
             "/api/dtmsvr/registerBranch",
             br#"{"gid":"g","branch_id":"01","trans_type":"saga"}"#.to_vec(),
             400,
-            "tcc and xa",
+            "tcc, xa and workflow",
         ),
         (
             "/api/dtmsvr/registerBranch",
@@ -218,8 +218,16 @@ async fn bad_input_is_a_4xx_naming_the_problem() -> anyhow::Result<()> {
         assert_eq!(got, 400, "{q}: {v}");
     }
     let (code, v) = s.post("/api/dtmsvr/prepareWorkflow", &json!({})).await?;
-    assert_eq!(code, 404);
-    assert!(v["message"].to_string().contains("not support"), "{v}");
+    assert_eq!(code, 400, "{v}");
+    assert!(v["message"].to_string().contains("trans_type"), "{v}");
+    let (code, v) = s
+        .post(
+            "/api/dtmsvr/prepareWorkflow",
+            &json!({"gid": "wf-bad", "trans_type": "workflow", "custom_data": "{\"name\":\"\"}"}),
+        )
+        .await?;
+    assert_eq!(code, 400, "{v}");
+    assert!(v["message"].to_string().contains("name"), "{v}");
     // Same gid, different content: refused; the first one is intact.
     assert_eq!(
         s.post("/api/dtmsvr/submit", &saga("g-same", 1)).await?.0,

@@ -7,7 +7,8 @@
 //! plain `drop` followed by a reopen; the crash test (`tests/t20_crash.rs`) covers real
 //! process death. The suite panics on the first broken promise, naming it.
 //!
-//! Guards against: older snapshots overwriting newer ones after a replay; a sync write that
+//! Guards against: a topic change lost to a concurrent one (compare-and-set) or to a
+//! restart; older snapshots overwriting newer ones after a replay; a sync write that
 //! resolves before it is readable; paging that repeats or skips items; writes lost when many
 //! tasks write at once; a delta logged before its base (or replayed on the wrong one); an
 //! identity that changes once set.
@@ -46,11 +47,13 @@ pub async fn test_all<B: Backend>(base: &Path) {
     concurrent_writers::<B>(&sub(base, "concurrent")).await;
     closed::<B>(&sub(base, "closed")).await;
     stats::<B>(&sub(base, "stats")).await;
+    topics::<B>(&sub(base, "topics")).await;
     identity::<B>(&sub(base, "identity")).await;
     due_index::<B>(&sub(base, "due_index")).await;
     retention::<B>(&sub(base, "retention")).await;
     deltas::<B>(&sub(base, "deltas")).await;
     if B::DURABLE {
+        topics_survive_reopen::<B>(&sub(base, "topics_reopen")).await;
         reopen_after_close::<B>(&sub(base, "reopen_close")).await;
         reopen_after_drop::<B>(&sub(base, "reopen_drop")).await;
     }
@@ -628,6 +631,125 @@ async fn reopen_after_drop<B: Backend>(dir: &Path) {
         );
     }
     ok(s.close().await, "close");
+}
+
+fn topic(name: &str, urls: &[&str], version: u64) -> crate::Topic {
+    crate::Topic {
+        name: name.into(),
+        subscribers: urls
+            .iter()
+            .map(|u| crate::Subscriber {
+                url: (*u).into(),
+                remark: format!("remark of {u}"),
+            })
+            .collect(),
+        version,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(version),
+    }
+}
+
+/// Topics: compare-and-set on the version, listing by name, deletion.
+async fn topics<B: Backend>(dir: &Path) {
+    let s = B::open(dir);
+    let ok = |r: crate::Result<bool>, what: &str| match r {
+        Ok(b) => b,
+        Err(e) => panic!("{what}: {e}"),
+    };
+    assert!(
+        ok(s.topics().await.map(|t| t.is_empty()), "topics"),
+        "no topics yet"
+    );
+    let t1 = topic("orders", &["http://a/1"], 1);
+    assert!(
+        ok(s.put_topic(&t1, 0).await, "create"),
+        "create with expected 0"
+    );
+    assert!(
+        !ok(
+            s.put_topic(&topic("orders", &["http://b/1"], 1), 0).await,
+            "create again"
+        ),
+        "a second create must lose, not overwrite"
+    );
+    let t2 = topic("orders", &["http://a/1", "http://a/2"], 2);
+    assert!(ok(s.put_topic(&t2, 1).await, "update"));
+    assert!(
+        !ok(
+            s.put_topic(&topic("orders", &[], 2), 1).await,
+            "stale update"
+        ),
+        "an update from a stale read must lose"
+    );
+    assert_eq!(s.topic("orders").await.ok().flatten(), Some(t2.clone()));
+    assert_eq!(s.topic("none").await.ok().flatten(), None);
+    assert!(ok(
+        s.put_topic(&topic("audit", &["http://c/1"], 1), 0).await,
+        "second"
+    ));
+    let names: Vec<String> = match s.topics().await {
+        Ok(t) => t.into_iter().map(|t| t.name).collect(),
+        Err(e) => panic!("topics: {e}"),
+    };
+    assert_eq!(
+        names,
+        vec!["audit".to_string(), "orders".to_string()],
+        "by name"
+    );
+    assert!(ok(s.delete_topic("audit").await, "delete"));
+    assert!(!ok(s.delete_topic("audit").await, "delete again"));
+    assert_eq!(s.topic("audit").await.ok().flatten(), None);
+    assert!(
+        s.put_topic(&topic("", &[], 1), 0).await.is_err(),
+        "a nameless topic"
+    );
+    if let Err(e) = s.close().await {
+        panic!("close: {e}");
+    }
+    assert!(matches!(s.topics().await, Err(StoreError::Closed)));
+    assert!(matches!(
+        s.put_topic(&topic("late", &[], 1), 0).await,
+        Err(StoreError::Closed)
+    ));
+}
+
+/// An acknowledged topic change survives a close and a drop.
+async fn topics_survive_reopen<B: Backend>(dir: &Path) {
+    {
+        let s = B::open(dir);
+        assert!(matches!(
+            s.put_topic(&topic("keep", &["http://a/1"], 1), 0).await,
+            Ok(true)
+        ));
+        assert!(matches!(
+            s.put_topic(&topic("gone", &["http://a/1"], 1), 0).await,
+            Ok(true)
+        ));
+        assert!(matches!(s.delete_topic("gone").await, Ok(true)));
+        if let Err(e) = s.close().await {
+            panic!("close: {e}");
+        }
+    }
+    {
+        let s = B::open(dir);
+        assert_eq!(
+            s.topic("keep").await.ok().flatten(),
+            Some(topic("keep", &["http://a/1"], 1))
+        );
+        assert_eq!(s.topic("gone").await.ok().flatten(), None);
+        assert!(matches!(
+            s.put_topic(&topic("keep", &["http://a/1", "http://a/2"], 2), 1)
+                .await,
+            Ok(true)
+        ));
+        drop(s);
+    }
+    let s = B::open(dir);
+    assert_eq!(
+        s.topic("keep").await.ok().flatten().map(|t| t.version),
+        Some(2),
+        "kept after a plain drop"
+    );
 }
 
 async fn identity<B: Backend>(dir: &Path) {

@@ -3,7 +3,7 @@
 //! The [`Store`] trait is the whole contract between the engine and a durable log:
 //! snapshots of transactions go in ([`Store::write`]), and come back by gid, in pages, or —
 //! claimed for a driver — when they are due ([`Store::claim_due`]) or asked for
-//! ([`Store::claim`]). Every backend runs the same conformance suite ([`conformance`]).
+//! ([`Store::claim`]); beside them, message topics ([`topic`]). Every backend runs the same conformance suite ([`conformance`]).
 //!
 //! **Open transactions live here, not in memory.** Each record says where its transaction
 //! stands for the scheduler ([`Due`]): held by a driver with work in progress (`Active`), or
@@ -47,8 +47,10 @@ pub mod hist;
 pub mod memory;
 mod query;
 pub mod redb_store;
+pub mod topic;
 
 pub use query::LIST_LIMIT_DEFAULT;
+pub use topic::{Subscriber, Topic};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -71,6 +73,9 @@ pub enum StoreError {
     Closed,
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A bounded collection is full (e.g. topics).
+    #[error("full: {0}")]
+    Full(String),
     /// The store stopped accepting writes after a failure it cannot undo (an fsync error
     /// leaves the page cache in an unknown state); reopen it to recover from the log.
     #[error("the store stopped after a failure: {0}")]
@@ -307,6 +312,16 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize>;
     /// Makes every queued write durable.
     async fn flush(&self) -> Result<()>;
+    /// Every message topic, by name.
+    async fn topics(&self) -> Result<Vec<Topic>>;
+    /// The topic `name`, if it exists.
+    async fn topic(&self, name: &str) -> Result<Option<Topic>>;
+    /// Stores `topic` durably if the stored topic of that name has version `expected` (0:
+    /// none exists yet); `Ok(false)` changes nothing (someone else changed it: read again).
+    /// [`StoreError::Full`] past [`topic::TOPICS_MAX`] topics.
+    async fn put_topic(&self, topic: &Topic, expected: u64) -> Result<bool>;
+    /// Removes the topic `name` durably; `Ok(false)` when there was none.
+    async fn delete_topic(&self, name: &str) -> Result<bool>;
     /// Flushes and stops the writer; later calls answer [`StoreError::Closed`].
     async fn close(&self) -> Result<()>;
     fn stats(&self) -> StoreStats;

@@ -1,7 +1,7 @@
 //! An in-memory [`Store`]: the reference model the conformance suite measures every durable
 //! backend against, and the `--durability off` backend for comparisons.
 //!
-//! It owns one map, gid → newest [`Record`], behind a mutex. A write is "durable" the moment
+//! It owns one map, gid → newest [`Record`], behind a mutex (and one of topics by name). A write is "durable" the moment
 //! it is in the map, so `sync` makes no difference and reads see every acknowledged write.
 //! Invariants: the map holds, per gid, the record with the highest `version` ever written
 //! (an older version written later is ignored); after [`Store::close`] every call answers
@@ -22,6 +22,7 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<HashMap<String, Record>>,
+    topics: Mutex<std::collections::BTreeMap<String, crate::Topic>>,
     closed: AtomicBool,
     records: AtomicU64,
     bytes: AtomicU64,
@@ -41,6 +42,20 @@ impl MemoryStore {
         // A poisoned lock means a panic while holding it; the map is still consistent
         // (every update is a single insert), so keep serving.
         Ok(self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl MemoryStore {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    fn topics_map(&self) -> MutexGuard<'_, std::collections::BTreeMap<String, crate::Topic>> {
+        // Every update is one insert or remove: a poisoned map is consistent.
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -153,6 +168,39 @@ impl Store for MemoryStore {
 
     async fn flush(&self) -> Result<()> {
         self.map().map(|_| ())
+    }
+
+    async fn topics(&self) -> Result<Vec<crate::Topic>> {
+        self.check_open()?;
+        Ok(self.topics_map().values().cloned().collect())
+    }
+
+    async fn topic(&self, name: &str) -> Result<Option<crate::Topic>> {
+        self.check_open()?;
+        Ok(self.topics_map().get(name).cloned())
+    }
+
+    async fn put_topic(&self, topic: &crate::Topic, expected: u64) -> Result<bool> {
+        self.check_open()?;
+        topic.check()?;
+        let mut topics = self.topics_map();
+        let stored = topics.get(&topic.name).map_or(0, |t| t.version);
+        if stored != expected {
+            return Ok(false);
+        }
+        if stored == 0 && topics.len() >= crate::topic::TOPICS_MAX {
+            return Err(StoreError::Full(format!(
+                "{} topics, the most a store keeps",
+                crate::topic::TOPICS_MAX
+            )));
+        }
+        topics.insert(topic.name.clone(), topic.clone());
+        Ok(true)
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<bool> {
+        self.check_open()?;
+        Ok(self.topics_map().remove(name).is_some())
     }
 
     async fn close(&self) -> Result<()> {

@@ -30,6 +30,8 @@ use hdrhistogram::Histogram;
 use tandem_engine::tandem_store::redb_store::RedbConfig;
 use tandem_engine::{BranchError, CallRequest, Coordinator, EngineStats, Resource, SagaStep, Vote};
 
+#[path = "bench_grpc.rs"]
+mod grpc;
 #[path = "bench_http.rs"]
 mod http;
 #[path = "bench_waiting.rs"]
@@ -43,6 +45,8 @@ pub enum BenchCmd {
     Embedded(EmbeddedArgs),
     /// The server over loopback HTTP: 2-step sagas through DTM's submit, with wait_result.
     Http(http::HttpArgs),
+    /// DTM's gRPC API against its HTTP API on one server: empty 2-step sagas, same run.
+    Grpc(grpc::GrpcArgs),
     /// 2PC across two PostgreSQL databases, against PostgreSQL's own prepare/commit bound.
     Xa(xa::XaArgs),
     /// What open transactions cost a server: RSS with a million TCC transactions waiting,
@@ -83,6 +87,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Embedded(a) => embedded(a).await,
         BenchCmd::Http(a) => http::run(a).await,
+        BenchCmd::Grpc(a) => grpc::run(a).await,
         BenchCmd::Xa(a) => xa::run(a).await,
         BenchCmd::Waiting(a) => waiting::run(a).await,
     }

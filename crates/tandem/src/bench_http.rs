@@ -445,12 +445,12 @@ impl Session {
 
 /// One client's keep-alive HTTP/1.1 connection to the server. Each client owns one (a
 /// closed loop never has two requests in flight), so no pool lookup sits on the hot path.
-struct Conn {
+pub(crate) struct Conn {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
 }
 
 impl Conn {
-    async fn open(authority: &str) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(authority: &str) -> anyhow::Result<Conn> {
         let stream = tokio::time::timeout(
             Duration::from_secs(5),
             tokio::net::TcpStream::connect(authority),
@@ -467,7 +467,7 @@ impl Conn {
     }
 
     /// One submit; Ok only for a 200 answer.
-    async fn submit(
+    pub(crate) async fn submit(
         &mut self,
         uri: &hyper::Uri,
         gid: String,

@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Address to listen on (TANDEM_LISTEN) [default: 127.0.0.1:36789].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of DTM's gRPC API; empty turns it off (TANDEM_GRPC_LISTEN)
+    /// [default: 127.0.0.1:36790].
+    #[arg(long)]
+    grpc_listen: Option<tandem_server::config::OptionalAddr>,
     /// Directory of the embedded store, created if missing (TANDEM_DATA_DIR)
     /// [default: ./tandem-data].
     #[arg(long)]
@@ -58,6 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     cfg = cfg.apply(ConfigLayer::from_env()?);
     cfg = cfg.apply(ConfigLayer {
         listen: args.listen,
+        grpc_listen: args.grpc_listen,
         data_dir: args.data_dir,
         body_bytes_max: args.body_bytes_max,
         log_format: args.log_json.then_some(LogFormat::Json),
@@ -77,6 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(
         auth = cfg.auth_token.is_some(),
+        grpc = %cfg.grpc_listen.map_or("off".to_string(), |a| a.to_string()),
         otlp = cfg.otlp_endpoint.as_deref().unwrap_or("off"),
         alerts = cfg.alert_webhook_url.is_some(),
         "settings loaded"

@@ -44,6 +44,8 @@ fn tandem() -> Command {
         }
     }
     c.env("RUST_BACKTRACE", "1").env_remove("NO_COLOR");
+    // The gRPC API stays off: tests run in parallel, and DTM's gRPC port is one for all.
+    c.env("TANDEM_GRPC_LISTEN", "");
     c
 }
 

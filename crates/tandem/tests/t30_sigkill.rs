@@ -204,6 +204,8 @@ fn start_server(port: u16, dir: &Path, run: usize) -> Child {
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--grpc-listen",
+            "",
             "--data-dir",
         ])
         .arg(dir)

@@ -21,19 +21,6 @@ pub async fn ping() -> Json<Value> {
     Json(json!({ "msg": "pong" }))
 }
 
-/// DTM endpoints Tandem does not serve (workflow, topics, KV, bulk cron reset): a 404 that
-/// says so, rather than an empty one.
-pub async fn unsupported(uri: axum::http::Uri) -> super::reply::DtmError {
-    super::reply::DtmError(ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "unsupported",
-        format!(
-            "{} is a DTM endpoint that tandem does not support (see docs/dtm-compat.md)",
-            uri.path()
-        ),
-    ))
-}
-
 pub async fn version() -> Json<Value> {
     Json(json!({ "version": concat!("tandem-", env!("CARGO_PKG_VERSION")) }))
 }
@@ -88,6 +75,7 @@ pub async fn all(State(s): State<AppState>, Query(q): Query<HashMap<String, Stri
         "saga" => Some(TxKind::Saga),
         "msg" => Some(TxKind::Msg),
         "tcc" | "xa" => Some(TxKind::Tcc),
+        "workflow" => Some(TxKind::Workflow),
         v => return Err(bad(format!("unknown transType {v:?}")).into()),
     };
     let list = ListQuery {

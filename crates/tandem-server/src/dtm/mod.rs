@@ -8,6 +8,8 @@
 //!
 //! - [`request`]: parsing and checking DTM bodies, mapping them onto the core's model;
 //! - [`handlers`]: the transaction endpoints; [`admin`]: `query`, `all`, `newGid`, `version`;
+//! - [`topics`]: subscribe, unsubscribe, topics as DTM's KV rows, `resetCronTime`;
+//! - [`service`]: the operations themselves, shared with the gRPC API;
 //! - [`reply`]: DTM's answer shapes; [`view`]: DTM's shape of a stored transaction;
 //! - [`wire`]: the names and answer classes a participant sees on a branch call.
 //!
@@ -17,10 +19,12 @@ pub mod admin;
 pub mod handlers;
 pub mod reply;
 pub mod request;
+pub mod service;
+pub mod topics;
 pub mod view;
 pub mod wire;
 
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 
 use crate::AppState;
@@ -44,13 +48,25 @@ pub fn routes() -> Router<AppState> {
             "/api/dtmsvr/resetNextCronTime",
             post(h::reset_next_cron_time),
         )
-        .route("/api/dtmsvr/prepareWorkflow", any(admin::unsupported))
-        .route("/api/dtmsvr/resetCronTime", any(admin::unsupported))
-        .route("/api/dtmsvr/subscribe", any(admin::unsupported))
-        .route("/api/dtmsvr/unsubscribe", any(admin::unsupported))
-        .route("/api/dtmsvr/topic/{name}", any(admin::unsupported))
-        .route("/api/dtmsvr/scanKV", any(admin::unsupported))
-        .route("/api/dtmsvr/queryKV", any(admin::unsupported))
+        .route("/api/dtmsvr/prepareWorkflow", post(h::prepare_workflow))
+        .route(
+            "/api/dtmsvr/resetCronTime",
+            get(topics::reset_cron_time).post(topics::reset_cron_time),
+        )
+        .route(
+            "/api/dtmsvr/subscribe",
+            get(topics::subscribe).post(topics::subscribe),
+        )
+        .route(
+            "/api/dtmsvr/unsubscribe",
+            get(topics::unsubscribe).post(topics::unsubscribe),
+        )
+        .route(
+            "/api/dtmsvr/topic/{name}",
+            delete(topics::delete_topic).post(topics::delete_topic),
+        )
+        .route("/api/dtmsvr/scanKV", get(topics::scan_kv))
+        .route("/api/dtmsvr/queryKV", get(topics::query_kv))
         .route("/api/dtmsvr", any(no_route))
         .route("/api/dtmsvr/{*rest}", any(no_route))
 }

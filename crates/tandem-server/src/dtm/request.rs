@@ -10,13 +10,20 @@
 //!   steps that must finish before step `k`, exactly the core's DAG);
 //! - msg: `steps[i].action` → `Op::Msg` branches; `query_prepared` → the check target, asked
 //!   once the message has been `prepared` for `timeout_to_fail` (DTM's default 35 s);
-//! - tcc / xa: a `TxKind::Tcc` with no branches; branches arrive by `registerBranch`.
+//! - msg to a topic: a step whose action is `topic://NAME` fans out to the topic's
+//!   subscribers (resolved by [`crate::topics::resolve`] before building);
+//! - tcc / xa: a `TxKind::Tcc` with no branches; branches arrive by `registerBranch`;
+//! - workflow: `custom_data` `{"name", "data" (base64)}` and the callback in
+//!   `query_prepared` (see [`crate::workflow`]); steps arrive by `registerBranch`.
+//!
+//! The gRPC API maps its messages onto the same [`TransReq`] and [`RegisterFields`]
+//! (`crate::grpc::wire`), so both protocols share every check.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use tandem_core::spec::{self, DeliverySpec, Shape, StepSpec, TxSpec};
-use tandem_core::{Limits, Op, Options, Timestamp, Transaction, TxKind};
+use tandem_core::{BranchStatus, Limits, Op, Options, Timestamp, Transaction, TxKind};
 
 use crate::error::ApiError;
 use crate::{validate, ServerConfig};
@@ -32,6 +39,7 @@ pub enum DtmType {
     Msg,
     Tcc,
     Xa,
+    Workflow,
 }
 
 impl DtmType {
@@ -41,6 +49,7 @@ impl DtmType {
             "msg" => DtmType::Msg,
             "tcc" => DtmType::Tcc,
             "xa" => DtmType::Xa,
+            "workflow" => DtmType::Workflow,
             "" => {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
@@ -51,7 +60,7 @@ impl DtmType {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
                     format!(
-                        "unknown trans_type {other:?}: expected saga, msg, tcc or xa (workflow is not supported)"
+                        "unknown trans_type {other:?}: expected saga, msg, tcc, xa or workflow"
                     ),
                 ))
             }
@@ -62,6 +71,7 @@ impl DtmType {
             DtmType::Saga => TxKind::Saga,
             DtmType::Msg => TxKind::Msg,
             DtmType::Tcc | DtmType::Xa => TxKind::Tcc,
+            DtmType::Workflow => TxKind::Workflow,
         }
     }
 }
@@ -87,6 +97,12 @@ pub struct TransReq {
     pub branch_headers: Option<HashMap<String, String>>,
     pub concurrent: Option<bool>,
     pub rollback_reason: Option<String>,
+    /// Workflow `submit`: `status`, `rollback_reason`, `result`.
+    pub req_extra: Option<HashMap<String, String>>,
+    /// gRPC: the payloads as bytes (`BinPayloads`), sent to branches as they are. HTTP
+    /// clients send strings in `payloads` (or `steps[i].data`) instead.
+    #[serde(skip)]
+    pub bin_payloads: Option<Vec<Vec<u8>>>,
 }
 
 /// Parses a JSON body, naming the problem when it is not one.
@@ -127,24 +143,48 @@ impl TransReq {
         now: Timestamp,
         submitted: bool,
     ) -> Result<Transaction, ApiError> {
+        self.to_transaction_with(cfg, limits, now, submitted, &HashMap::new())
+    }
+
+    /// The actions of the steps (to resolve `topic://` ones before building).
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|s| s.get("action").and_then(|a| a.as_deref()))
+    }
+
+    /// As [`TransReq::to_transaction`], with the subscribers of the topics a message's steps
+    /// name (`topics`: name → URLs, from [`crate::topics::resolve`]).
+    pub fn to_transaction_with(
+        &self,
+        cfg: &ServerConfig,
+        limits: &Limits,
+        now: Timestamp,
+        submitted: bool,
+        topics: &HashMap<String, Vec<String>>,
+    ) -> Result<Transaction, ApiError> {
         let gid = self.gid()?;
         let ty = self.dtm_type()?;
         match self.protocol.as_deref() {
-            None | Some("") | Some("http") => {}
+            None | Some("") | Some("http") | Some("grpc") => {}
             Some(p) => {
                 return Err(ApiError::bad_request(
                     "unsupported_protocol",
-                    format!("protocol {p:?} is not supported here; only http"),
+                    format!("protocol {p:?} is not supported; http and grpc are"),
                 ))
             }
         }
         let mut options = self.options(ty);
         let steps = self.steps.as_deref().unwrap_or(&[]);
         let payloads = self.payloads.as_deref().unwrap_or(&[]);
-        if payloads.len() > steps.len() {
+        let bin = self.bin_payloads.as_deref();
+        let given = bin.map_or(payloads.len(), <[Vec<u8>]>::len);
+        if given > steps.len() {
             return Err(ApiError::bad_request(
                 "invalid_steps",
-                format!("{} payloads for {} steps", payloads.len(), steps.len()),
+                format!("{given} payloads for {} steps", steps.len()),
             ));
         }
         let empty = HashMap::new();
@@ -156,11 +196,12 @@ impl TransReq {
                     .unwrap_or("")
                     .to_string()
             };
-            let payload = match payloads.get(i).and_then(|p| p.as_deref()) {
-                Some(p) => p.to_string(),
-                None => get("data"),
+            let payload = match (bin, payloads.get(i).and_then(|p| p.as_deref())) {
+                (Some(bin), _) => bin.get(i).cloned().unwrap_or_default(),
+                (None, Some(p)) => p.as_bytes().to_vec(),
+                (None, None) => get("data").into_bytes(),
             };
-            (get("action"), get("compensate"), payload.into_bytes())
+            (get("action"), get("compensate"), payload)
         };
         let shape = match ty {
             DtmType::Saga => {
@@ -183,14 +224,23 @@ impl TransReq {
                 let deliveries = (0..steps.len())
                     .map(|i| {
                         let (target, _, payload) = step(i);
-                        if target.starts_with("topic://") {
-                            return Err(ApiError::bad_request(
-                                "unsupported_topic",
-                                "msg topics (topic://) are not supported; name the action URL",
-                            ));
-                        }
-                        validate::branch_url(cfg, &target)?;
-                        Ok(DeliverySpec { target, payload })
+                        let fan_out = match target.strip_prefix(crate::topics::TOPIC_PREFIX) {
+                            Some(name) => topics.get(name).cloned().ok_or_else(|| {
+                                ApiError::bad_request(
+                                    "unknown_topic",
+                                    format!("topic {name:?} does not exist or has no subscriber"),
+                                )
+                            })?,
+                            None => {
+                                validate::branch_url(cfg, &target)?;
+                                Vec::new()
+                            }
+                        };
+                        Ok(DeliverySpec {
+                            target,
+                            payload,
+                            fan_out,
+                        })
                     })
                     .collect::<Result<Vec<_>, ApiError>>()?;
                 let query_prepared = self.query_prepared.clone().filter(|q| !q.is_empty());
@@ -212,6 +262,17 @@ impl TransReq {
                 }
                 Shape::Tcc
             }
+            DtmType::Workflow => {
+                if !steps.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "invalid_steps",
+                        "a workflow's client runs its steps; it sends none",
+                    ));
+                }
+                let wf = workflow_custom(self.custom_data.as_deref().unwrap_or(""))?;
+                let callback = self.query_prepared.as_deref().unwrap_or("");
+                crate::workflow::shape(cfg, wf.name, wf.data, callback)?
+            }
         };
         let spec = TxSpec {
             gid: gid.to_string(),
@@ -232,7 +293,7 @@ impl TransReq {
             DtmType::Tcc | DtmType::Xa => {
                 o.timeout_to_fail_ms = Some(timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000))
             }
-            DtmType::Msg => {
+            DtmType::Msg | DtmType::Workflow => {
                 o.query_prepared_after_ms = timeout_to_fail.unwrap_or(DTM_TIMEOUT_TO_FAIL_S * 1000)
             }
         }
@@ -295,6 +356,39 @@ impl TransReq {
     }
 }
 
+/// A workflow's `custom_data`, decoded.
+#[derive(Debug)]
+pub struct WorkflowCustom {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// Parses DTM's workflow `custom_data`: `{"name": "...", "data": "<base64>"}` (Go writes
+/// the `[]byte` data as base64; absent or null data is empty). The name's rules are
+/// `tandem_core::spec`'s.
+pub fn workflow_custom(raw: &str) -> Result<WorkflowCustom, ApiError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        name: Option<String>,
+        data: Option<String>,
+    }
+    let bad = |m: String| ApiError::bad_request("invalid_custom_data", m);
+    let r: Raw = serde_json::from_str(raw).map_err(|e| {
+        bad(format!(
+            "a workflow's custom_data must be {{\"name\": ..., \"data\": base64}}: {e}"
+        ))
+    })?;
+    let data = match r.data.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(b64) => crate::dtm::view::unbase64(b64)
+            .ok_or_else(|| bad("the workflow data is not base64".to_string()))?,
+    };
+    Ok(WorkflowCustom {
+        name: r.name.unwrap_or_default(),
+        data,
+    })
+}
+
 /// The body of `registerBranch` (DTM binds it to `map[string]string`).
 #[derive(Debug)]
 pub struct RegisterReq {
@@ -302,7 +396,27 @@ pub struct RegisterReq {
     pub branch_id: String,
     pub ty: DtmType,
     pub data: Vec<u8>,
+    /// tcc, xa: the ops the coordinator will call, with their URLs.
     pub ops: Vec<(Op, String)>,
+    /// workflow: the step that ended, and how.
+    pub step: Option<(Op, BranchStatus)>,
+}
+
+/// The fields of a `registerBranch` request, however they arrived (HTTP: one JSON object
+/// of strings; gRPC: `DtmBranchRequest` and its `Data` map).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RegisterFields<'a> {
+    pub gid: &'a str,
+    pub branch_id: &'a str,
+    pub trans_type: &'a str,
+    /// tcc: the confirm and cancel URLs.
+    pub confirm: &'a str,
+    pub cancel: &'a str,
+    /// xa: the URL of both phase-2 ops.
+    pub url: &'a str,
+    /// workflow: the recorded step's op and status (`succeed` or `failed`).
+    pub op: &'a str,
+    pub status: &'a str,
 }
 
 impl RegisterReq {
@@ -317,6 +431,8 @@ impl RegisterReq {
             "confirm",
             "cancel",
             "url",
+            "op",
+            "status",
         ] {
             match map.get(k) {
                 None | Some(serde_json::Value::Null | serde_json::Value::String(_)) => {}
@@ -329,28 +445,78 @@ impl RegisterReq {
             }
         }
         let get = |k: &str| map.get(k).and_then(|v| v.as_str()).unwrap_or("");
-        let gid = get("gid");
-        tandem_core::validate_gid(gid)
+        let fields = RegisterFields {
+            gid: get("gid"),
+            branch_id: get("branch_id"),
+            trans_type: get("trans_type"),
+            confirm: get("confirm"),
+            cancel: get("cancel"),
+            url: get("url"),
+            op: get("op"),
+            status: get("status"),
+        };
+        RegisterReq::build(cfg, fields, get("data").as_bytes().to_vec())
+    }
+
+    /// Checks `f` and builds the request; `data` is the branch's payload (or the workflow
+    /// step's result).
+    pub fn build(
+        cfg: &ServerConfig,
+        f: RegisterFields<'_>,
+        data: Vec<u8>,
+    ) -> Result<RegisterReq, ApiError> {
+        tandem_core::validate_gid(f.gid)
             .map_err(|e| ApiError::bad_request("invalid_gid", format!("invalid gid: {e}")))?;
-        let branch_id = get("branch_id");
-        tandem_core::ids::validate_branch_id(branch_id)
+        tandem_core::ids::validate_branch_id(f.branch_id)
             .map_err(|e| ApiError::bad_request("invalid_branch_id", e.to_string()))?;
-        let ty = DtmType::parse(get("trans_type"))?;
+        let ty = DtmType::parse(f.trans_type)?;
+        let req = |ops, step| RegisterReq {
+            gid: f.gid.to_string(),
+            branch_id: f.branch_id.to_string(),
+            ty,
+            data: data.clone(),
+            ops,
+            step,
+        };
         let ops = match ty {
             DtmType::Tcc => vec![
-                (Op::Cancel, get("cancel").to_string()),
-                (Op::Confirm, get("confirm").to_string()),
+                (Op::Cancel, f.cancel.to_string()),
+                (Op::Confirm, f.confirm.to_string()),
             ],
             DtmType::Xa => vec![
-                (Op::Rollback, get("url").to_string()),
-                (Op::Commit, get("url").to_string()),
+                (Op::Rollback, f.url.to_string()),
+                (Op::Commit, f.url.to_string()),
             ],
+            DtmType::Workflow => {
+                let op = Op::parse(f.op).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_op",
+                        format!(
+                            "a workflow step's op must be action, compensate, commit, rollback, … not {:?}",
+                            f.op
+                        ),
+                    )
+                })?;
+                let status = match f.status {
+                    "succeed" => BranchStatus::Succeeded,
+                    "failed" => BranchStatus::Failed,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            "invalid_status",
+                            format!(
+                                "a workflow step is recorded as succeed or failed, not {other:?}"
+                            ),
+                        ))
+                    }
+                };
+                return Ok(req(Vec::new(), Some((op, status))));
+            }
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_trans_type",
                     format!(
-                        "registerBranch is for tcc and xa, not {}",
-                        get("trans_type")
+                        "registerBranch is for tcc, xa and workflow, not {}",
+                        f.trans_type
                     ),
                 ))
             }
@@ -358,13 +524,7 @@ impl RegisterReq {
         for (_, url) in &ops {
             validate::branch_url(cfg, url)?;
         }
-        Ok(RegisterReq {
-            gid: gid.to_string(),
-            branch_id: branch_id.to_string(),
-            ty,
-            data: get("data").as_bytes().to_vec(),
-            ops,
-        })
+        Ok(req(ops, None))
     }
 }
 

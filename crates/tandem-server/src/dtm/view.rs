@@ -6,7 +6,8 @@
 //! - DTM knows three branch statuses; ours map onto them (`running`, `skipped` and
 //!   `pending` read `prepared`), and the precise one is added as `tandem_status`.
 //! - Saga branches are listed compensate-then-action per step, as DTM stores them; the
-//!   msg query-prepared check is not a DTM branch and is left out.
+//!   msg query-prepared check and a workflow's callback are not DTM branches and are left
+//!   out (a workflow's recorded steps are).
 //! - Empty values are omitted as DTM's `omitempty` does; `parked` is a Tandem addition.
 
 use serde_json::{json, Map, Value};
@@ -69,10 +70,10 @@ pub fn transaction(tx: &Transaction) -> Value {
     put("steps", steps);
     put("payloads", payloads);
     put("status", json!(tx.status.as_str()));
-    if tx.kind == TxKind::Msg {
+    if matches!(tx.kind, TxKind::Msg | TxKind::Workflow) {
         put("query_prepared", json!(tx.query_prepared));
     }
-    put("protocol", json!("http"));
+    put("protocol", json!(protocol(tx)));
     if tx.status == TxStatus::Succeeded {
         put(
             "finish_time",
@@ -86,6 +87,7 @@ pub fn transaction(tx: &Transaction) -> Value {
         );
     }
     put("rollback_reason", json!(tx.fail_reason));
+    put("result", json!(tx.result));
     put("options", json!(opts.to_string()));
     put("custom_data", json!(tx.custom_data));
     put("next_cron_interval", json!(o.retry_interval_ms / 1000));
@@ -98,6 +100,17 @@ pub fn transaction(tx: &Transaction) -> Value {
     }
     put("parked", json!(tx.parked));
     Value::Object(m)
+}
+
+/// `grpc` when the transaction calls gRPC participants (as one submitted over gRPC does),
+/// else `http`.
+fn protocol(tx: &Transaction) -> &'static str {
+    let grpc = |t: &str| matches!(crate::target::parse(t), Ok(crate::target::Target::Grpc(_)));
+    if tx.branches.iter().any(|b| grpc(&b.target)) {
+        "grpc"
+    } else {
+        "http"
+    }
 }
 
 /// A saga's or msg's `steps` and `payloads` as the client sent them (DTM's default store,
@@ -130,7 +143,7 @@ pub fn branches(tx: &Transaction) -> Vec<Value> {
     let mut order: Vec<&Branch> = tx
         .branches
         .iter()
-        .filter(|b| b.op != Op::QueryPrepared)
+        .filter(|b| !matches!(b.op, Op::QueryPrepared | Op::Workflow))
         .collect();
     if tx.kind == TxKind::Saga {
         for pair in order.chunks_mut(2) {
@@ -159,7 +172,8 @@ fn branch(tx: &Transaction, i: usize, b: &Branch) -> Value {
         "url": b.target,
         "bin_data": base64(&b.payload),
         "branch_id": b.branch_id,
-        "op": op_name(b.op),
+        // A workflow's steps keep the op the client named; other branches use DTM's names.
+        "op": if tx.kind == TxKind::Workflow { b.op.as_str() } else { op_name(b.op) },
         "status": status,
         "tandem_status": b.status.as_str(),
     });
@@ -193,6 +207,32 @@ pub fn time(t: Timestamp) -> Value {
         rem % 60,
         ms % 1000
     ))
+}
+
+/// Decodes standard base64 (padding optional, as Go writes it and as clients may trim
+/// it); `None` when `s` is not base64.
+pub fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (bits < 6).then_some(out)
 }
 
 /// Standard base64 with padding (how Go's encoding/json writes `[]byte`).
@@ -234,5 +274,15 @@ mod tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        for data in [&b""[..], b"f", b"fo", b"foo", b"\x00\xff\x10binary"] {
+            assert_eq!(unbase64(&base64(data)).as_deref(), Some(data));
+        }
+        assert_eq!(
+            unbase64("Zm8"),
+            Some(b"fo".to_vec()),
+            "padding may be trimmed"
+        );
+        assert_eq!(unbase64("Z"), None);
+        assert_eq!(unbase64("Zm9v!"), None);
     }
 }

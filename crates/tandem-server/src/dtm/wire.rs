@@ -17,6 +17,7 @@ pub fn trans_type(kind: TxKind, op: Op) -> &'static str {
         (TxKind::Tcc, Op::Commit | Op::Rollback) => "xa",
         (TxKind::Tcc, _) => "tcc",
         (TxKind::TwoPc, _) => "xa",
+        (TxKind::Workflow, _) => "workflow",
     }
 }
 
@@ -42,10 +43,13 @@ pub fn encode_query(v: &str) -> String {
 }
 
 /// The branch id and op a participant sees for `req`: DTM asks the sender's query-prepared
-/// check as branch `00`, op `msg` (dtmcli's barrier uses the same).
-pub fn wire_branch(req: &CallRequest) -> (&str, &'static str) {
+/// check as branch `00`, op `msg` (dtmcli's barrier uses the same), and a workflow's callback
+/// as branch `00` with the workflow's name as op (the callback branch keeps the name as its
+/// id: `tandem_core::workflow`).
+pub fn wire_branch(req: &CallRequest) -> (&str, &str) {
     match req.op {
         Op::QueryPrepared => ("00", "msg"),
+        Op::Workflow => ("00", req.branch_id.as_str()),
         op => (req.branch_id.as_str(), op_name(op)),
     }
 }

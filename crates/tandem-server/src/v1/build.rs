@@ -139,6 +139,7 @@ pub fn msg(state: &AppState, req: MsgRequest) -> Result<Transaction, ApiError> {
         .map(|b| DeliverySpec {
             target: b.url.clone(),
             payload: payload(&b.payload),
+            fan_out: Vec::new(),
         })
         .collect();
     let spec = TxSpec {

@@ -8,6 +8,12 @@
 //!  POST /v1/tcc/{gid}/submit|abort     confirm / cancel every branch
 //!  POST /v1/msgs                       prepare a message (deliveries + query_prepared URL)
 //!  POST /v1/msgs/{gid}/submit          deliver it
+//!  POST /v1/workflows                  create a workflow (or answer it and its steps)
+//!  POST /v1/workflows/{gid}/steps      record a step that ended
+//!  POST /v1/workflows/{gid}/finish     end it
+//!  GET  /v1/topics (/{name})           message topics and their subscribers
+//!  POST /v1/topics/{name}/subscribers  subscribe; DELETE …/subscribers?url= unsubscribes
+//!  DELETE /v1/topics/{name}            delete a topic
 //!  GET  /v1/transactions               list: status, type, parked, gid_prefix, created range,
 //!                                      cursor paging
 //!  GET  /v1/transactions/{gid}         one, with branches, attempts and history
@@ -30,7 +36,9 @@ pub mod openapi;
 mod options;
 mod protocols;
 pub mod stats;
+pub mod topics;
 pub mod view;
+mod workflows;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
@@ -81,6 +89,21 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tcc/{gid}/abort", m(post(protocols::abort_tcc)))
         .route("/v1/msgs", m(post(protocols::create_msg)))
         .route("/v1/msgs/{gid}/submit", m(post(protocols::submit_msg)))
+        .route("/v1/workflows", m(post(workflows::create_workflow)))
+        .route("/v1/workflows/{gid}/steps", m(post(workflows::record_step)))
+        .route(
+            "/v1/workflows/{gid}/finish",
+            m(post(workflows::finish_workflow)),
+        )
+        .route("/v1/topics", m(get(topics::list_topics)))
+        .route(
+            "/v1/topics/{name}",
+            m(get(topics::get_topic).delete(topics::delete_topic)),
+        )
+        .route(
+            "/v1/topics/{name}/subscribers",
+            m(post(topics::subscribe).delete(topics::unsubscribe)),
+        )
         .route("/v1/transactions", m(get(inspect::list_tx)))
         .route("/v1/transactions/{gid}", m(get(inspect::get_tx)))
         .route("/v1/transactions/{gid}/retry", m(post(inspect::retry_tx)))

@@ -174,7 +174,7 @@ pub struct ReasonRequest {
 pub struct ListParams {
     /// prepared | submitted | aborting | succeed | failed
     pub status: Option<String>,
-    /// saga | 2pc | tcc | msg
+    /// saga | 2pc | tcc | msg | workflow
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Only parked (true) or only not parked (false) transactions.
@@ -189,4 +189,57 @@ pub struct ListParams {
     pub cursor: Option<String>,
     /// 1..=1000, default 100.
     pub limit: Option<usize>,
+}
+
+/// `POST /v1/workflows`: a workflow whose client runs the steps and records them here.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowRequest {
+    /// Caller-chosen id; generated when absent. An existing workflow's gid answers that
+    /// workflow and its recorded steps (how a restarted client resumes).
+    #[serde(default)]
+    pub gid: Option<String>,
+    /// The workflow's name (1..=128 bytes); its callback is called with it as `op`.
+    pub name: String,
+    /// The workflow's input: any JSON, sent to the callback as its body.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    /// Called to resume the workflow when it is still unfinished
+    /// `options.query_prepared_after_ms` after creation, then again with backoff until the
+    /// client finishes it: an http(s) URL (POST, query `gid`, `trans_type=workflow`,
+    /// `branch_id=00`, `op=<name>`) or a gRPC method (`workflow.WorkflowData`). Absent:
+    /// never resumed by the coordinator.
+    #[serde(default)]
+    pub callback: Option<String>,
+    #[serde(default)]
+    pub options: TxOptions,
+}
+
+/// `POST /v1/workflows/{gid}/steps`: one step of the workflow ended.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowStepRequest {
+    /// The step's id (1..=64 of `[A-Za-z0-9-_.]`), e.g. "01".
+    pub branch_id: String,
+    /// action | compensate | commit | rollback | try | confirm | cancel | prepare | msg
+    pub op: String,
+    /// succeed | failed
+    pub status: String,
+    /// What the step returned (any JSON), answered back when the workflow is resumed.
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// `POST /v1/workflows/{gid}/finish`: the client ended the workflow.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowFinishRequest {
+    /// succeed | failed
+    pub status: String,
+    /// Why it failed.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The workflow's result (any JSON; kept as its JSON text).
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
 }

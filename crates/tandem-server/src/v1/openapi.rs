@@ -7,21 +7,23 @@ use utoipa::OpenApi;
 
 use super::model::{
     FinishRequest, MsgBranchIn, MsgRequest, ParticipantIn, ReasonRequest, SagaRequest, SagaStepIn,
-    TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions,
+    TccBeginRequest, TccBranchRequest, TwoPcRequest, TxOptions, WorkflowFinishRequest,
+    WorkflowRequest, WorkflowStepRequest,
 };
 use super::stats::StatsView;
+use super::topics::{SubscribeRequest, SubscriberView, TopicList, TopicView};
 use super::view::{
     AttemptView, BranchView, ErrorBody, ErrorDetail, HistoryView, TxOutcome, TxPage, TxPending,
-    TxSummary, TxView,
+    TxSummary, TxView, WorkflowStepView, WorkflowView,
 };
-use super::{inspect, protocols, stats};
+use super::{inspect, protocols, stats, topics, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Tandem native API",
-        description = "Sagas, two-phase commit, TCC and transactional messages over HTTP \
-            participants. Errors are `{\"error\":{\"code\",\"message\"}}`; 503 carries Retry-After."
+        description = "Sagas, two-phase commit, TCC, transactional messages and workflows over \
+            HTTP and gRPC participants. Errors are `{\"error\":{\"code\",\"message\"}}`; 503 carries Retry-After."
     ),
     paths(
         protocols::create_saga,
@@ -32,6 +34,14 @@ use super::{inspect, protocols, stats};
         protocols::abort_tcc,
         protocols::create_msg,
         protocols::submit_msg,
+        workflows::create_workflow,
+        workflows::record_step,
+        workflows::finish_workflow,
+        topics::list_topics,
+        topics::get_topic,
+        topics::subscribe,
+        topics::unsubscribe,
+        topics::delete_topic,
         inspect::list_tx,
         inspect::get_tx,
         inspect::retry_tx,
@@ -51,6 +61,15 @@ use super::{inspect, protocols, stats};
         MsgBranchIn,
         MsgRequest,
         ReasonRequest,
+        WorkflowRequest,
+        WorkflowStepRequest,
+        WorkflowFinishRequest,
+        WorkflowStepView,
+        WorkflowView,
+        SubscribeRequest,
+        SubscriberView,
+        TopicView,
+        TopicList,
         TxOutcome,
         TxPending,
         AttemptView,

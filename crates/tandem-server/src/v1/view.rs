@@ -15,7 +15,7 @@ use super::model::TxOptions;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct TxOutcome {
     pub gid: String,
-    /// saga | 2pc | tcc | msg
+    /// saga | 2pc | tcc | msg | workflow
     #[serde(rename = "type")]
     pub kind: String,
     /// prepared | submitted | aborting | succeed | failed
@@ -136,7 +136,7 @@ pub struct AttemptView {
 pub struct BranchView {
     pub branch_id: String,
     /// action | compensate | confirm | cancel | prepare | commit | rollback |
-    /// commit_one_phase | msg | query_prepared
+    /// commit_one_phase | msg | query_prepared | workflow (a workflow's callback)
     pub op: String,
     pub url: String,
     /// The JSON body sent (a string when it is not JSON; null when empty).
@@ -184,6 +184,9 @@ pub struct TxView {
     pub history: Vec<HistoryView>,
     /// Grows with every durable change.
     pub version: u64,
+    /// Workflow: the result its client finished it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 /// One line of a list.
@@ -297,6 +300,7 @@ impl From<&Transaction> for TxView {
                 })
                 .collect(),
             version: tx.version,
+            result: tx.result.clone(),
         }
     }
 }
@@ -313,6 +317,50 @@ impl From<&Transaction> for TxSummary {
             created_at_ms: tx.created_at.0,
             finished_at_ms: tx.finished_at.map(|t| t.0),
             branch_count: tx.branches.len(),
+        }
+    }
+}
+
+/// One recorded step of a workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct WorkflowStepView {
+    pub branch_id: String,
+    pub op: String,
+    /// succeed | failed
+    pub status: String,
+    /// What the step returned (JSON when it is JSON, else a string; null when empty).
+    pub result: serde_json::Value,
+}
+
+/// A workflow and every step recorded so far.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct WorkflowView {
+    pub gid: String,
+    /// prepared | succeed | failed
+    pub status: String,
+    pub parked: Option<String>,
+    pub fail_reason: Option<String>,
+    /// The result the client finished it with (DTM clients send base64 text).
+    pub result: Option<String>,
+    pub steps: Vec<WorkflowStepView>,
+}
+
+impl From<&Transaction> for WorkflowView {
+    fn from(tx: &Transaction) -> WorkflowView {
+        WorkflowView {
+            gid: tx.gid.clone(),
+            status: tx.status.as_str().into(),
+            parked: tx.parked.clone(),
+            fail_reason: tx.fail_reason.clone(),
+            result: tx.result.clone(),
+            steps: crate::workflow::steps(tx)
+                .map(|b| WorkflowStepView {
+                    branch_id: b.branch_id.clone(),
+                    op: b.op.as_str().into(),
+                    status: b.status.as_str().into(),
+                    result: payload_value(&b.payload),
+                })
+                .collect(),
         }
     }
 }

@@ -30,6 +30,7 @@
 mod apply;
 mod read;
 mod recover;
+mod topics;
 pub(crate) mod wal;
 mod writer;
 
@@ -402,6 +403,32 @@ impl Store for RedbStore {
         Ok(n)
     }
 
+    async fn topics(&self) -> Result<Vec<crate::Topic>> {
+        self.check_open()?;
+        let db = Arc::clone(&self.db);
+        blocking(move || topics::all(&db)).await
+    }
+
+    async fn topic(&self, name: &str) -> Result<Option<crate::Topic>> {
+        self.check_open()?;
+        let (db, name) = (Arc::clone(&self.db), name.to_string());
+        blocking(move || topics::get(&db, &name)).await
+    }
+
+    async fn put_topic(&self, topic: &crate::Topic, expected: u64) -> Result<bool> {
+        self.check_open()?;
+        self.shared.check_failed()?;
+        let (db, topic) = (Arc::clone(&self.db), topic.clone());
+        blocking(move || topics::put(&db, &topic, expected)).await
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<bool> {
+        self.check_open()?;
+        self.shared.check_failed()?;
+        let (db, name) = (Arc::clone(&self.db), name.to_string());
+        blocking(move || topics::delete(&db, &name)).await
+    }
+
     async fn flush(&self) -> Result<()> {
         let tx = self.sender()?;
         let (ack, done) = oneshot::channel();
@@ -491,6 +518,13 @@ impl Store for RedbStore {
             fsync_ns: c.fsync_ns.snapshot(),
         })
     }
+}
+
+/// Runs a redb call (which may wait for the applier's write transaction) off the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
 impl Drop for RedbStore {

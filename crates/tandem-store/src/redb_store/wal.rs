@@ -80,6 +80,7 @@ fn kind_code(k: TxKind) -> u8 {
         TxKind::TwoPc => 2,
         TxKind::Tcc => 3,
         TxKind::Msg => 4,
+        TxKind::Workflow => 5,
     }
 }
 
@@ -89,6 +90,7 @@ fn kind_from(c: u8) -> Option<TxKind> {
         2 => TxKind::TwoPc,
         3 => TxKind::Tcc,
         4 => TxKind::Msg,
+        5 => TxKind::Workflow,
         _ => return None,
     })
 }

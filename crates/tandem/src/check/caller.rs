@@ -81,6 +81,7 @@ impl Caller {
             payload,
             headers: Arc::new(Vec::new()),
             xid: None,
+            timeout: Duration::from_millis(self.spec.timeout_ms),
         }
     }
 

@@ -1,7 +1,7 @@
 // Tandem dashboard: a small single-page app over the /v1 API. No framework, no build step.
 //
 // Routes (in the URL's hash): #/ (transactions, with filters in the hash's query),
-// #/parked, #/tx/<gid>. Rule: data from the server reaches the page only through
+// #/parked, #/topics, #/tx/<gid>. Rule: data from the server reaches the page only through
 // textContent / attributes set by el() — never as HTML — because gids, errors, reasons and
 // URLs are user data.
 'use strict';
@@ -12,7 +12,7 @@ const PARKED_EVERY_MS = 5000;
 const REFRESH_EVERY_MS = 2000;
 const CHART_POINTS = 60;
 const STATUSES = ['prepared', 'submitted', 'aborting', 'succeed', 'failed'];
-const TYPES = ['saga', '2pc', 'tcc', 'msg'];
+const TYPES = ['saga', '2pc', 'tcc', 'msg', 'workflow'];
 const PAGE_SIZES = [25, 50, 100];
 
 // ---------------------------------------------------------------- DOM helpers
@@ -173,6 +173,10 @@ async function route() {
       if (t && !finished(t)) {
         refreshLater(seq, async () => (await api('/v1/transactions/' + encodeURIComponent(gid))).version !== t.version);
       }
+    } else if (path === '/topics') {
+      $('tab-topics').classList.add('active');
+      const list = await renderTopics(view, seq);
+      if (list) refreshLater(seq, async () => JSON.stringify(await api('/v1/topics')) !== JSON.stringify(list));
     } else if (path === '/parked') {
       $('tab-parked').classList.add('active');
       const page = await renderParked(view, seq);
@@ -359,6 +363,27 @@ async function renderParked(view, seq) {
       : el('p', { class: 'empty', id: 'parked-empty', text: 'Nothing is parked.' }),
     page.next_cursor ? el('p', { class: 'muted', text: 'Showing the newest 100.' }) : null));
   return page;
+}
+
+/** Message topics: a msg step whose action is topic://<name> is delivered to each subscriber. */
+async function renderTopics(view, seq) {
+  const list = await api('/v1/topics');
+  if (stale(seq)) return null;
+  const rows = list.topics.flatMap((t) => (t.subscribers.length ? t.subscribers : [null]).map((s, i) =>
+    el('tr', { 'data-topic': t.name },
+      el('td', { class: 'gid', text: i === 0 ? t.name : '' }),
+      el('td', { class: 'url', text: s ? s.url : '(no subscriber)' }),
+      el('td', { class: 'why', text: s ? s.remark : '' }),
+      el('td', { class: 'time', text: i === 0 ? fmtTime(t.updated_at_ms) : '' }))));
+  view.replaceChildren(el('section', { class: 'panel' },
+    el('div', { class: 'panel-head' }, el('h1', { text: 'Topics' }),
+      el('span', { class: 'muted', text: 'a message step sent to topic://<name> is delivered to every subscriber' })),
+    list.topics.length
+      ? el('table', { class: 'grid', id: 'topics-table' },
+        el('thead', {}, el('tr', {}, ['topic', 'subscriber', 'remark', 'updated'].map((h) => el('th', { text: h })))),
+        el('tbody', {}, rows))
+      : el('p', { class: 'empty', id: 'topics-empty', text: 'No topics yet (DTM clients create them with subscribe).' })));
+  return list;
 }
 
 function finished(t) { return t.status === 'succeed' || t.status === 'failed'; }
